@@ -1,0 +1,1 @@
+"""geoalign.cli: the ``geoalign`` command. Thin: parses arguments and calls the library."""

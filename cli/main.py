@@ -1,0 +1,104 @@
+"""The ``geoalign`` command line.
+
+Keep this module light: it is imported by ``geoalign --help``. Heavy libraries (torch, torchgeo,
+lightning, and even xarray/odc) are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from geoalign._version import __version__
+from geoalign.errors import GeoAlignError
+
+app = typer.Typer(
+    name="geoalign",
+    help="Aligned multi-sensor Earth-observation cubes from STAC, pretraining and embedding rasters.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+#: Exit codes of the command, documented in ``geoalign --help`` and the README.
+EXIT_USER_ERROR = 2
+EXIT_NO_DATA = 3
+EXIT_INTERRUPTED = 130
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"geoalign {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks on errors.")
+    ] = False,
+) -> None:
+    """geoalign: from an area of interest to aligned cubes, encoders and embedding maps.
+
+    Exit codes: 0 success, 1 unexpected failure, 2 bad input, 3 nothing found, 130 interrupted.
+    """
+    _state["debug"] = debug
+
+
+def _register_commands() -> None:
+    """Attach the sub-commands; each module imports its heavy dependencies lazily."""
+    from geoalign.cli import data_commands
+
+    data_commands.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line and turn geoalign errors into short messages and exit codes.
+
+    Args:
+        argv: Arguments without the program name; ``sys.argv[1:]`` when None.
+
+    Returns:
+        The process exit code.
+    """
+    from geoalign.errors import NoDataFoundError
+
+    _register_commands()
+    try:
+        app(args=argv, prog_name="geoalign", standalone_mode=False)
+    except GeoAlignError as error:
+        if _state["debug"]:
+            raise
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
+        return EXIT_NO_DATA if isinstance(error, NoDataFoundError) else EXIT_USER_ERROR
+    except typer.Exit as done:
+        return int(done.exit_code)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as error:  # click's own usage errors
+        import click
+
+        if isinstance(error, click.exceptions.ClickException):
+            error.show()
+            return int(error.exit_code)
+        if isinstance(error, click.exceptions.Abort):
+            return EXIT_INTERRUPTED
+        raise
+    return 0
+
+
+def entry_point() -> None:
+    """Console-script entry point (``geoalign``)."""
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""geoalign.datasets: torchgeo datasets and samplers over aligned cubes (imports torch)."""

@@ -1,0 +1,1 @@
+"""geoalign.models: encoders, losses, pretraining, evaluation and inference (imports torch)."""
