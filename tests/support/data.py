@@ -1,0 +1,41 @@
+"""Where the real third-party data lives, and how tests ask for it (skip locally, fail under CI)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: Where the real third-party data lives; override with GEOALIGN_DATA.
+DATA_ENV = "GEOALIGN_DATA"
+
+
+def shared_data_dir() -> Path:
+    """The real third-party data folder (``../shared/data`` beside the repository by default)."""
+    return Path(os.environ.get(DATA_ENV, REPO_ROOT.parent / "shared" / "data")).resolve()
+
+
+def running_in_ci() -> bool:
+    """True under CI (``CI=true``), where missing real data must fail instead of skipping."""
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require_data(*relative: str) -> Path:
+    """Return the path of real data below the shared data folder, or skip (fail under CI).
+
+    Args:
+        relative: Path components below the data folder, e.g. ``("sen1floods11", "x.tif")``.
+    """
+    path = shared_data_dir().joinpath(*relative)
+    if not path.exists():
+        reason = (
+            f"real data {path} is missing: set {DATA_ENV} to the folder holding the shared data "
+            "(see ../shared/data/README.md)"
+        )
+        if running_in_ci():
+            pytest.fail(reason + " -- under CI=true real-data tests must not be skipped")
+        pytest.skip(reason)
+    return path
