@@ -1,0 +1,242 @@
+"""Write cubes to Zarr safely and resumably, and open them again.
+
+A cube is a Zarr store holding an :class:`xarray.DataTree`: one group per modality, one group per
+label layer. Writing is done tile by tile (a tile is a square of storage chunks); after each batch
+of tiles the finished tiles are recorded in a progress file inside the store, so an interrupted
+build resumes where it stopped. The root attribute ``geoalign_complete`` is set only after the last
+tile is written and the metadata consolidated: :func:`open_cube` refuses a store without it.
+
+Chunks: all bands of a modality in one chunk, 256 px (10 m and coarser) or 512 px (finer), no
+compression by default. Measured here for random multi-modal windows (DESIGN.md): 165 samples/s
+uncompressed against 45 with zstd-1 and 17 with 1024 px zstd chunks; ``compression="lz4"`` is the
+option when disk space matters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import dask
+import xarray as xr
+import zarr
+
+from geoalign.errors import IncompleteCubeError, InvalidInputError, OutputExistsError
+
+COMPLETE_ATTR = "geoalign_complete"
+PROGRESS_FILE = "geoalign-progress.json"
+Compression = Literal["none", "lz4", "zstd"]
+
+#: Storage chunks per tile edge: a tile of 8 x 8 chunks is 2048 px at 256 px chunks.
+TILE_CHUNKS = 8
+
+
+def _compressors(compression: Compression) -> Any:
+    if compression == "none":
+        return None
+    from zarr.codecs import BloscCodec
+
+    return [BloscCodec(cname=compression, clevel=1 if compression == "zstd" else 5, shuffle="shuffle")]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A rectangle of whole storage chunks of one modality group, in pixel indexes."""
+
+    group: str
+    y: slice
+    x: slice
+
+    @property
+    def key(self) -> str:
+        """Stable identifier recorded in the progress file."""
+        return f"{self.group}:{self.y.start}:{self.x.start}"
+
+
+def tiles_of(group: str, ds: xr.Dataset, chunk: int, tile_chunks: int = TILE_CHUNKS) -> list[Tile]:
+    """Split the spatial extent of ``ds`` into tiles aligned to storage chunks."""
+    step = chunk * tile_chunks
+    ny, nx = ds.sizes["y"], ds.sizes["x"]
+    return [
+        Tile(group, slice(y, min(y + step, ny)), slice(x, min(x + step, nx)))
+        for y in range(0, ny, step)
+        for x in range(0, nx, step)
+    ]
+
+
+def _progress_path(path: Path) -> Path:
+    return path / PROGRESS_FILE
+
+
+def read_progress(path: Path) -> dict[str, Any]:
+    """Return the progress record of an unfinished store (tiles done, recipe fingerprint)."""
+    file = _progress_path(path)
+    if not file.exists():
+        return {"done": [], "fingerprint": None}
+    data: dict[str, Any] = json.loads(file.read_text())
+    return data
+
+
+def _write_progress(path: Path, progress: Mapping[str, Any]) -> None:
+    """Write the progress record atomically (write a temporary file, then rename it)."""
+    file = _progress_path(path)
+    tmp = file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(progress))
+    os.replace(tmp, file)
+
+
+def is_complete(path: Path) -> bool:
+    """True if ``path`` is a cube whose build finished."""
+    if not (path / "zarr.json").exists():
+        return False
+    root = zarr.open_group(str(path), mode="r")
+    return bool(root.attrs.get(COMPLETE_ATTR, False))
+
+
+def prepare_store(path: Path, *, fingerprint: str, overwrite: bool, resume: bool) -> set[str]:
+    """Make ``path`` ready for writing; return the tiles already done when resuming.
+
+    Raises:
+        OutputExistsError: A complete cube exists and ``overwrite`` is False, or an unfinished
+            one exists and neither ``resume`` nor ``overwrite`` is set.
+        IncompleteCubeError: The unfinished store was started with another recipe.
+    """
+    if path.exists():
+        if is_complete(path):
+            if not overwrite:
+                raise OutputExistsError(
+                    f"{path} already holds a complete cube: choose another output path, or pass "
+                    "overwrite=True (CLI: --overwrite) to replace it"
+                )
+            shutil.rmtree(path)
+        elif overwrite:
+            shutil.rmtree(path)
+        elif resume and _progress_path(path).exists():
+            progress = read_progress(path)
+            if progress.get("fingerprint") != fingerprint:
+                raise IncompleteCubeError(
+                    f"{path} holds an unfinished cube built from another recipe (its items, grid "
+                    "or options differ): pass overwrite=True to start again, or use another path"
+                )
+            return set(progress["done"])
+        elif any(path.iterdir()):
+            raise OutputExistsError(
+                f"{path} exists and is not an unfinished geoalign cube: choose another path, or "
+                "pass overwrite=True to replace it"
+            )
+    path.mkdir(parents=True, exist_ok=True)
+    _write_progress(path, {"done": [], "fingerprint": fingerprint})
+    return set()
+
+
+def _encoding(ds: xr.Dataset, chunk: int, compression: Compression) -> dict[str, dict[str, Any]]:
+    """Zarr encoding: one chunk holds all bands (and one date) of a ``chunk`` x ``chunk`` block."""
+    encoding: dict[str, dict[str, Any]] = {}
+    for name, var in ds.data_vars.items():
+        chunks = tuple(
+            {"time": 1, "y": chunk, "x": chunk}.get(str(dim), size)
+            for dim, size in zip(var.dims, var.shape, strict=True)
+        )
+        encoding[str(name)] = {"chunks": chunks, "compressors": _compressors(compression)}
+        if var.dtype.kind == "f":
+            encoding[str(name)]["fill_value"] = float("nan")
+    return encoding
+
+
+def write_group_metadata(path: Path, group: str, ds: xr.Dataset, *, chunk: int,
+                         compression: Compression) -> None:
+    """Create the arrays of one group (coordinates written, data arrays left empty)."""
+    ds.to_zarr(
+        str(path), group=group, mode="w", compute=False, consolidated=False,
+        encoding=_encoding(ds, chunk, compression), zarr_format=3,
+    )
+
+
+def write_tiles(
+    path: Path,
+    datasets: Mapping[str, xr.Dataset],
+    tiles: list[Tile],
+    done: set[str],
+    *,
+    fingerprint: str,
+    batch: int = 4,
+    on_tile: Callable[[Tile], None] | None = None,
+) -> None:
+    """Compute and write the ``tiles`` not yet ``done``, a batch at a time, recording progress.
+
+    Tiles of one batch are computed in parallel by the active dask scheduler (threads by default,
+    or a ``dask.distributed`` client if one is active).
+    """
+    todo = [tile for tile in tiles if tile.key not in done]
+    for start in range(0, len(todo), batch):
+        current = todo[start : start + batch]
+        writes = []
+        for tile in current:
+            ds = datasets[tile.group]
+            spatial = [name for name, var in ds.data_vars.items() if {"y", "x"} <= set(var.dims)]
+            # Coordinates were written with the metadata; a region write carries data only.
+            region_ds = ds[spatial].isel(y=tile.y, x=tile.x).drop_vars(list(ds.coords))
+            writes.append(
+                region_ds.to_zarr(
+                    str(path), group=tile.group, region={"y": tile.y, "x": tile.x},
+                    compute=False, consolidated=False, zarr_format=3,
+                )
+            )
+        dask.compute(*writes)
+        done.update(tile.key for tile in current)
+        _write_progress(path, {"done": sorted(done), "fingerprint": fingerprint})
+        if on_tile is not None:
+            for tile in current:
+                on_tile(tile)
+
+
+def finalize_store(path: Path, attrs: Mapping[str, Any]) -> None:
+    """Consolidate the metadata, set the completion flag and drop the progress file."""
+    root = zarr.open_group(str(path), mode="r+")
+    root.attrs.update(dict(attrs))
+    root.attrs[COMPLETE_ATTR] = True
+    zarr.consolidate_metadata(str(path))
+    _progress_path(path).unlink(missing_ok=True)
+
+
+def open_cube(path: str | os.PathLike[str]) -> xr.DataTree:
+    """Open a finished cube lazily as a DataTree (one group per modality and label layer).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        IncompleteCubeError: The build of ``path`` did not finish; resume it first.
+    """
+    store = Path(path)
+    if not store.exists():
+        from geoalign.errors import DataFileNotFoundError
+
+        raise DataFileNotFoundError(f"cube {store} does not exist: build it with build_cube first")
+    if not is_complete(store):
+        raise IncompleteCubeError(
+            f"cube {store} is incomplete: its build was interrupted or is still running. Resume it "
+            "with build_cube(..., resume=True) (CLI: geoalign cube RECIPE) before using it"
+        )
+    return xr.open_datatree(str(store), engine="zarr", consolidated=True, chunks={})
+
+
+def iter_groups(tree: xr.DataTree, kind: str | None = None) -> Iterator[tuple[str, xr.Dataset]]:
+    """Yield ``(path, dataset)`` of the groups of ``tree`` whose ``geoalign_kind`` is ``kind``."""
+    for node in tree.subtree:
+        ds = node.to_dataset()
+        if kind is None or ds.attrs.get("geoalign_kind") == kind:
+            yield node.path.strip("/"), ds
+
+
+def check_compression(compression: str) -> Compression:
+    """Validate a compression name."""
+    if compression not in ("none", "lz4", "zstd"):
+        raise InvalidInputError(
+            f"compression={compression!r} is not supported: use 'none' (fastest reads), 'lz4' or "
+            "'zstd'"
+        )
+    return compression  # type: ignore[return-value]

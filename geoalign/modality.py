@@ -1,0 +1,290 @@
+"""Plan one modality of a cube as a lazy (dask) array on its grid; nothing is read until computed.
+
+A modality is a sensor, the STAC items found for it, the bands wanted and a resolution. Its data
+variable has dims ``(time, band, y, x)``: items of one solar day are mosaicked into one time step
+(first valid pixel wins, in order of increasing cloud cover), or all dates are reduced to a
+composite (per-pixel median, or the least-cloudy valid observation). Each dask block reads what
+it needs with :func:`geoalign.reading.read_file_bands` and is independent of all other blocks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pystac
+import xarray as xr
+from odc.geo.geobox import GeoBox
+from rasterio.enums import Resampling
+
+from geoalign.errors import InvalidInputError, NoDataFoundError
+from geoalign.reading import BandSourceLike, Encoding, encode, read_file_bands
+
+TimeMode = Literal["series", "median", "least_cloudy"]
+
+#: Default block edge in pixels per resolution class. Measured for window sampling (DESIGN.md):
+#: all bands in one chunk, 256 px at 10 m and coarser, 512 px at finer than 5 m.
+COARSE_CHUNK = 256
+FINE_CHUNK = 512
+
+
+def default_chunk(resolution: float) -> int:
+    """Block edge in pixels for a modality at ``resolution`` metres."""
+    return FINE_CHUNK if resolution < 5 else COARSE_CHUNK
+
+
+@dataclass(frozen=True)
+class ItemSources:
+    """The band and mask sources of one STAC item, as resolved by its sensor."""
+
+    item_id: str
+    datetime: dt.datetime
+    cloud_cover: float
+    bands: tuple[BandSourceLike, ...]
+    mask: BandSourceLike | None = None
+
+
+@dataclass(frozen=True)
+class MaskRule:
+    """Pixels of the mask band whose value is in ``invalid`` are cloud, shadow or bad data."""
+
+    invalid: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModalityPlan:
+    """Everything needed to read one modality, resolved from STAC items and a sensor.
+
+    Attributes:
+        name: Group name of the modality in the cube (e.g. ``"s2"``).
+        sensor: Sensor name (see :mod:`geoalign.sensors`).
+        band_names: Canonical band names, in storage order.
+        geobox: The modality's grid (the cube grid at this modality's resolution).
+        groups: One tuple of items per output time step (solar day), in time order.
+        encoding: Storage encoding of the data variable.
+        time_mode: ``"series"`` keeps every date; ``"median"`` and ``"least_cloudy"`` composite.
+        resampling: GDAL resampling used when a source grid differs from the modality grid.
+        mask_rule: How to read the mask band, if the sensor has one.
+        chunk: Block edge in pixels.
+        band_attrs: Per-band metadata (wavelength in nm, units...), stored as coordinates.
+        attrs: Attributes of the modality group (sensor notes, provenance).
+    """
+
+    name: str
+    sensor: str
+    band_names: tuple[str, ...]
+    geobox: GeoBox
+    groups: tuple[tuple[ItemSources, ...], ...]
+    encoding: Encoding
+    time_mode: TimeMode = "series"
+    resampling: Resampling = Resampling.nearest
+    mask_rule: MaskRule | None = None
+    chunk: int = COARSE_CHUNK
+    band_attrs: dict[str, list[Any]] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def times(self) -> list[dt.datetime]:
+        """Timestamp of each output time step (the earliest item of each group)."""
+        return [min(item.datetime for item in group) for group in self.groups]
+
+
+def solar_day(when: dt.datetime, longitude: float) -> dt.date:
+    """The local solar date of an acquisition at ``longitude`` (degrees east), from UTC time."""
+    utc = when.astimezone(dt.UTC) if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return (utc + dt.timedelta(hours=longitude / 15.0)).date()
+
+
+def group_by_solar_day(
+    items: Sequence[ItemSources], longitude: float
+) -> tuple[tuple[ItemSources, ...], ...]:
+    """Group items acquired on the same local solar day; least cloudy first inside a group."""
+    days: dict[dt.date, list[ItemSources]] = defaultdict(list)
+    for item in items:
+        days[solar_day(item.datetime, longitude)].append(item)
+    return tuple(
+        tuple(sorted(days[day], key=lambda item: (item.cloud_cover, item.item_id)))
+        for day in sorted(days)
+    )
+
+
+def _read_item(
+    item: ItemSources, geobox: GeoBox, plan: ModalityPlan
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read one item's bands onto ``geobox`` in storage encoding, and where they are valid.
+
+    Returns:
+        ``(data, valid)`` with shapes ``(band, y, x)`` (storage dtype) and ``(y, x)`` (bool).
+    """
+    shape = (geobox.shape.y, geobox.shape.x)
+    data = np.full((len(plan.band_names), *shape), plan.encoding.nodata, plan.encoding.dtype)
+    valid_all = np.ones(shape, dtype=bool)
+    by_file: dict[str, list[int]] = defaultdict(list)
+    for position, source in enumerate(item.bands):
+        by_file[source.href].append(position)
+    for href, positions in by_file.items():
+        sources = [item.bands[p] for p in positions]
+        values, valid = read_file_bands(
+            href,
+            [s.index for s in sources],
+            geobox,
+            src_nodata=sources[0].nodata,
+            resampling=plan.resampling,
+        )
+        for k, (position, source) in enumerate(zip(positions, sources, strict=True)):
+            data[position] = encode(
+                values[k], valid[k], scale=source.scale, offset=source.offset, encoding=plan.encoding
+            )
+        valid_all &= valid.all(axis=0)
+    if item.mask is not None and plan.mask_rule is not None:
+        mask_values, mask_valid = read_file_bands(
+            item.mask.href, [item.mask.index], geobox, src_nodata=None, resampling=Resampling.nearest
+        )
+        clear = mask_valid[0] & ~np.isin(mask_values[0], plan.mask_rule.invalid)
+        valid_all &= clear
+    return data, valid_all
+
+
+def _mosaic(group: Sequence[ItemSources], geobox: GeoBox, plan: ModalityPlan,
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Mosaic the items of one time step: the first valid pixel wins (least cloudy first)."""
+    shape = (geobox.shape.y, geobox.shape.x)
+    data = np.full((len(plan.band_names), *shape), plan.encoding.nodata, plan.encoding.dtype)
+    filled = np.zeros(shape, dtype=bool)
+    for item in group:
+        values, valid = _read_item(item, geobox, plan)
+        take = valid & ~filled
+        data[:, take] = values[:, take]
+        filled |= take
+        if filled.all():
+            break
+    return data, filled
+
+
+def _block_geobox(plan: ModalityPlan, block_info: dict[Any, Any] | None) -> GeoBox:
+    """The GeoBox of the dask block described by ``block_info``."""
+    if block_info is None:
+        raise InvalidInputError("internal: dask did not pass block_info to a cube block")
+    location = block_info[None]["array-location"]
+    (y0, y1), (x0, x1) = location[-2], location[-1]
+    return plan.geobox[y0:y1, x0:x1]
+
+
+def load_series_block(plan: ModalityPlan, block_info: dict[Any, Any] | None = None) -> np.ndarray:
+    """Dask block of the ``(time, band, y, x)`` data of a time series; one time step per block."""
+    if block_info is None:
+        raise InvalidInputError("internal: dask did not pass block_info to a cube block")
+    t0, _ = block_info[None]["array-location"][0]
+    data, _ = _mosaic(plan.groups[t0], _block_geobox(plan, block_info), plan)
+    return data[np.newaxis]
+
+
+def load_composite_block(plan: ModalityPlan, block_info: dict[Any, Any] | None = None,
+                         ) -> np.ndarray:
+    """Dask block of a composite over all time steps, shape ``(1, band, y, x)``."""
+    geobox = _block_geobox(plan, block_info)
+    shape = (geobox.shape.y, geobox.shape.x)
+    if plan.time_mode == "least_cloudy":
+        items = sorted((i for g in plan.groups for i in g), key=lambda i: (i.cloud_cover, i.item_id))
+        data, _ = _mosaic(items, geobox, plan)
+        return data[np.newaxis]
+    stack = np.full((len(plan.groups), len(plan.band_names), *shape), np.nan, dtype=np.float64)
+    for t, group in enumerate(plan.groups):
+        values, valid = _mosaic(group, geobox, plan)
+        stack[t][:, valid] = values[:, valid]
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: no valid date
+            median = np.nanmedian(stack, axis=0)
+    valid_any = ~np.isnan(median).any(axis=0)
+    out = np.full((len(plan.band_names), *shape), plan.encoding.nodata, plan.encoding.dtype)
+    dtype = np.dtype(plan.encoding.dtype)
+    rounded = np.rint(median) if dtype.kind in "iu" else median
+    out[:, valid_any] = rounded[:, valid_any].astype(dtype)
+    return out[np.newaxis]
+
+
+def lazy_modality(plan: ModalityPlan) -> xr.Dataset:
+    """Return the modality as a lazy Dataset with ``data (time, band, y, x)`` and ``valid``.
+
+    ``valid`` is True where every band has data and the mask band (if any) says clear sky; cloudy,
+    shadowed and no-data pixels hold the no-data value in ``data``.
+    """
+    if not plan.groups:
+        raise NoDataFoundError(f"modality {plan.name!r} has no items to load")
+    ny, nx = plan.geobox.shape.y, plan.geobox.shape.x
+    nb = len(plan.band_names)
+    ychunks = _chunks(ny, plan.chunk)
+    xchunks = _chunks(nx, plan.chunk)
+    dtype = np.dtype(plan.encoding.dtype)
+    if plan.time_mode == "series":
+        times = plan.times
+        data = da.map_blocks(
+            load_series_block, plan, dtype=dtype,
+            chunks=((1,) * len(plan.groups), (nb,), ychunks, xchunks),
+            name=f"geoalign-{plan.name}-data-{_token(plan)}",
+        )
+    else:
+        times = [min(plan.times)]
+        data = da.map_blocks(
+            load_composite_block, plan, dtype=dtype,
+            chunks=((1,), (nb,), ychunks, xchunks),
+            name=f"geoalign-{plan.name}-{plan.time_mode}-{_token(plan)}",
+        )
+    # Cloudy, shadowed and no-data pixels hold the no-data value, so validity is derived from the
+    # data in the same graph: no second read.
+    if plan.encoding.is_float:
+        valid = ~da.isnan(data).any(axis=1)
+    else:
+        valid = (data != plan.encoding.nodata).all(axis=1)
+    coords = plan.geobox.xr_coords(with_crs="spatial_ref")
+    time_index = pd.DatetimeIndex([pd.Timestamp(t).tz_convert(None) if pd.Timestamp(t).tzinfo
+                                   else pd.Timestamp(t) for t in times])
+    band_coords = {"band": list(plan.band_names)}
+    for key, values in plan.band_attrs.items():
+        band_coords[key] = ("band", values)  # type: ignore[assignment]
+    ds = xr.Dataset(
+        {
+            "data": (("time", "band", "y", "x"), data),
+            "valid": (("time", "y", "x"), valid),
+        },
+        coords={"time": time_index, **band_coords, **coords},
+        attrs=dict(plan.attrs),
+    )
+    ds["data"].attrs.update(
+        {"scale_factor_physical": plan.encoding.scale, "add_offset_physical": plan.encoding.offset,
+         "nodata": plan.encoding.nodata}
+    )
+    return ds
+
+
+def _chunks(size: int, chunk: int) -> tuple[int, ...]:
+    full, rest = divmod(size, chunk)
+    return (chunk,) * full + ((rest,) if rest else ())
+
+
+def _token(plan: ModalityPlan) -> str:
+    from dask.base import tokenize
+
+    return tokenize(
+        plan.name, plan.band_names, str(plan.geobox), plan.time_mode,
+        [[(i.item_id, [s.href for s in i.bands]) for i in g] for g in plan.groups],
+    )
+
+
+def item_datetime(item: pystac.Item) -> dt.datetime:
+    """The acquisition time of ``item``: ``datetime``, else the start of its interval (UTC)."""
+    when = item.datetime or item.common_metadata.start_datetime
+    if when is None:
+        raise InvalidInputError(
+            f"item {item.id!r} has neither datetime nor start_datetime: give the time explicitly"
+        )
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
