@@ -1,10 +1,189 @@
-"""Data-layer commands: ``search``, ``cube``, ``info``. Filled in by the data-layer issue."""
+"""Data-layer commands: ``search``, ``cube``, ``info``, ``sensors``.
+
+Thin wrappers: parse arguments, call the library, print with rich. Library imports happen inside
+the commands so that ``geoalign --help`` stays fast.
+"""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 
+def _table(rows: list[dict[str, Any]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    if not rows:
+        Console().print(f"{title}: nothing")
+        return
+    for column in rows[0]:
+        table.add_column(str(column))
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    Console().print(table)
+
+
+def search(
+    catalog: Annotated[str, typer.Argument(help="STAC API URL, preset or local catalog file.")],
+    bbox: Annotated[str | None, typer.Option(help="lon/lat bbox 'minx,miny,maxx,maxy'.")] = None,
+    aoi: Annotated[str | None, typer.Option(help="Vector file or GeoJSON with the AOI.")] = None,
+    datetime: Annotated[str | None, typer.Option(help="ISO 8601 instant or a/b interval.")] = None,
+    collection: Annotated[
+        list[str] | None, typer.Option("--collection", "-c", help="Collection (repeatable).")
+    ] = None,
+    max_cloud: Annotated[float | None, typer.Option(help="Keep eo:cloud_cover below this.")] = None,
+    max_items: Annotated[int | None, typer.Option(help="Stop after this many items.")] = 100,
+    save: Annotated[
+        Path | None, typer.Option(help="Save the items (.json, .ndjson or .parquet).")
+    ] = None,
+) -> None:
+    """Search a STAC API or local catalog and print the items found."""
+    from geoalign.search import search_items, write_catalog
+
+    area: Any = aoi
+    if bbox is not None:
+        area = tuple(float(v) for v in bbox.split(","))
+    query = {"eo:cloud_cover": {"lt": max_cloud}} if max_cloud is not None else None
+    items = search_items(
+        catalog,
+        aoi=area,
+        datetime=datetime,
+        collections=collection,
+        query=query,
+        max_items=max_items,
+    )
+    rows = [
+        {
+            "id": item.id,
+            "collection": item.collection_id or "",
+            "datetime": str(item.datetime or item.properties.get("start_datetime", ""))[:19],
+            "cloud": item.properties.get("eo:cloud_cover", ""),
+            "tile": item.properties.get("s2:mgrs_tile", item.properties.get("grid:code", "")),
+        }
+        for item in items
+    ]
+    _table(rows, f"{len(rows)} items from {catalog}")
+    if save is not None:
+        suffix = save.suffix.lower()
+        fmt = {".ndjson": "ndjson", ".parquet": "geoparquet"}.get(suffix, "json")
+        write_catalog(list(items), save, format=fmt)  # type: ignore[arg-type]
+        typer.echo(f"saved {len(rows)} items to {save}")
+
+
+def cube(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML describing the cube.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Plan only: items, grid, size; read no pixels.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing cube.")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask before large builds.")
+    ] = False,
+) -> None:
+    """Build (or resume) the aligned cube a recipe describes."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from geoalign.cube import write_cube
+    from geoalign.recipe import load_recipe
+    from geoalign.recipe_build import plan_recipe
+
+    console = Console()
+    parsed, base = load_recipe(recipe)
+    run = plan_recipe(parsed, base)
+    rows = [
+        {
+            "modality": name,
+            "sensor": plan.sensor,
+            "items": sum(len(g) for g in plan.groups),
+            "time steps": len(plan.groups)
+            if plan.time_mode == "series"
+            else f"1 ({plan.time_mode})",
+            "grid (y x)": f"{plan.geobox.shape.y} x {plan.geobox.shape.x}",
+            "resolution": plan.geobox.resolution.x,
+            "bands": len(plan.band_names),
+        }
+        for name, plan in run.plan.modalities.items()
+    ]
+    _table(rows, f"cube plan, CRS EPSG:{run.plan.grid.crs.epsg}")
+    size = run.plan.nbytes()
+    console.print(f"estimated size: {size / 1e6:,.1f} MB (uncompressed) -> {run.output}")
+    if dry_run:
+        return
+    if (
+        size > parsed.max_bytes
+        and not yes
+        and not typer.confirm(
+            f"this build writes about {size / 1e9:.1f} GB (max_bytes {parsed.max_bytes / 1e9:.1f} GB). Go on?"
+        )
+    ):
+        raise typer.Exit(1)
+    with Progress(
+        *Progress.get_default_columns()[:1],
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("writing tiles", total=None)
+
+        def on_tile(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        path = write_cube(
+            run.output,
+            run.plan,
+            overwrite=overwrite,
+            compression=parsed.compression,
+            recipe=parsed.model_dump(mode="json"),
+            on_tile=on_tile,
+        )
+    console.print(f"[green]cube written:[/] {path}")
+
+
+def info(
+    cube_path: Annotated[Path, typer.Argument(help="A cube (Zarr store).")],
+    quicklooks: Annotated[
+        Path | None, typer.Option(help="Write quicklook PNGs into this folder.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Summarise a cube: per modality its grid, bands, dates and valid fraction."""
+    from geoalign.cube_store import open_cube
+    from geoalign.summary import summarize, summary_table, write_quicklooks
+
+    tree = open_cube(cube_path)
+    summaries = summarize(tree)
+    if as_json:
+        typer.echo(json.dumps([s.__dict__ for s in summaries], default=list, indent=1))
+    else:
+        _table(summary_table(summaries), str(cube_path))
+    if quicklooks is not None:
+        for path in write_quicklooks(tree, quicklooks):
+            typer.echo(f"quicklook: {path}")
+
+
+def sensors() -> None:
+    """List the known sensors (built-in and from GEOALIGN_SENSORS files)."""
+    from geoalign.sensors import list_sensors
+
+    _table(
+        [
+            {"name": s.name, "kind": s.kind, "bands": len(s.bands), "notes": (s.notes or "")[:60]}
+            for s in list_sensors()
+        ],
+        "sensors",
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Attach the data-layer commands to ``app``."""
-    del app
+    app.command()(search)
+    app.command()(cube)
+    app.command()(info)
+    app.command()(sensors)

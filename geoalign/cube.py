@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pystac
@@ -34,8 +34,10 @@ from geoalign.cube_store import (
     check_compression,
     finalize_store,
     prepare_store,
+    set_decoding_attrs,
     tiles_of,
     write_group_metadata,
+    without_decoding_attrs,
     write_tiles,
 )
 from geoalign.errors import (
@@ -49,16 +51,15 @@ from geoalign.grid import CubeGrid, make_grid
 from geoalign.labels import LabelLayer, label_datasets
 from geoalign.modality import (
     ItemSources,
-    MaskRule,
     ModalityPlan,
     TimeMode,
     default_chunk,
     group_by_solar_day,
-    item_datetime,
     lazy_modality,
 )
-from geoalign.reading import Encoding
-from geoalign.sensors import Sensor, get_sensor
+
+if TYPE_CHECKING:
+    from geoalign.sensors import BandSource, SarUnit, Sensor
 
 OnError = Literal["fail", "skip"]
 
@@ -77,6 +78,7 @@ class ModalityRequest:
         resampling: GDAL resampling for sources on another grid ("nearest", "bilinear",
             "cubic", "average"...). Nearest keeps values, bilinear smooths continuous fields.
         mask_clouds: Set cloudy and shadowed pixels (sensor mask band, e.g. SCL) to no-data.
+        sar_unit: For radar: ``"linear"`` or ``"db"`` backscatter; None keeps the native unit.
     """
 
     name: str
@@ -87,6 +89,7 @@ class ModalityRequest:
     time: TimeMode = "series"
     resampling: str = "nearest"
     mask_clouds: bool = True
+    sar_unit: SarUnit | None = None
 
 
 @dataclass
@@ -115,7 +118,9 @@ class CubePlan:
         for plan in self.modalities.values():
             steps = len(plan.groups) if plan.time_mode == "series" else 1
             pixels = plan.geobox.shape.y * plan.geobox.shape.x
-            total += steps * pixels * (len(plan.band_names) * np.dtype(plan.encoding.dtype).itemsize + 1)
+            total += (
+                steps * pixels * (len(plan.band_names) * np.dtype(plan.encoding.dtype).itemsize + 1)
+            )
         return total
 
     def root_attrs(self) -> dict[str, Any]:
@@ -151,7 +156,9 @@ def _resampling(name: str) -> Resampling:
         return Resampling[name]
     except KeyError:
         choices = ", ".join(r.name for r in Resampling if r.value < 14)
-        raise InvalidInputError(f"resampling={name!r} is unknown; choose one of {choices}") from None
+        raise InvalidInputError(
+            f"resampling={name!r} is unknown; choose one of {choices}"
+        ) from None
 
 
 def _check_assets(
@@ -160,7 +167,13 @@ def _check_assets(
     """Open every distinct asset once (in threads); drop or refuse items whose assets fail."""
     import rasterio
 
-    hrefs = sorted({s.href for item in item_sources for s in (*item.bands, *([item.mask] if item.mask else []))})
+    hrefs = sorted(
+        {
+            s.href
+            for item in item_sources
+            for s in (*item.bands, *([item.mask] if item.mask else []))
+        }
+    )
 
     def probe(href: str) -> str | None:
         if "://" not in href and not href.startswith("/vsi") and not os.path.exists(href):
@@ -178,7 +191,9 @@ def _check_assets(
     bad = []
     kept = []
     for item in item_sources:
-        failing = [s.href for s in (*item.bands, *([item.mask] if item.mask else [])) if s.href in problems]
+        failing = [
+            s.href for s in (*item.bands, *([item.mask] if item.mask else [])) if s.href in problems
+        ]
         if failing:
             bad.append({"item": item.item_id, "href": failing[0], "reason": problems[failing[0]]})
         else:
@@ -186,7 +201,9 @@ def _check_assets(
     if on_error == "fail":
         listing = "; ".join(f"{b['item']}: {b['href']} ({b['reason']})" for b in bad[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        error_type = DataFileNotFoundError if all("exist" in b["reason"] for b in bad) else CorruptDataError
+        error_type = (
+            DataFileNotFoundError if all("exist" in b["reason"] for b in bad) else CorruptDataError
+        )
         raise error_type(
             f"{len(bad)} item(s) have missing or unreadable assets: {listing}{more}. Fix the "
             "hrefs, or pass on_error='skip' to build without them (they are recorded in the "
@@ -195,9 +212,30 @@ def _check_assets(
     return kept, bad
 
 
-def _plan_modality(request: ModalityRequest, grid: CubeGrid, aoi: Geometry, on_error: OnError,
-                   ) -> tuple[ModalityPlan, list[dict[str, str]]]:
-    sensor = request.sensor if isinstance(request.sensor, Sensor) else get_sensor(request.sensor)
+def _mask_sources(sensor: Sensor, item: pystac.Item, request: ModalityRequest) -> list[BandSource]:
+    """The item's mask band (e.g. SCL), with a hint to switch masking off when it is missing."""
+    from geoalign.errors import SensorError
+
+    if sensor.mask is None:
+        return []
+    try:
+        return sensor.mask_sources(item)
+    except SensorError as error:
+        raise SensorError(
+            f"{error} -- modality {request.name!r} masks clouds with this band: pass "
+            "mask_clouds=False (recipe: mask_clouds: false) to build without cloud masking"
+        ) from None
+
+
+def _plan_modality(
+    request: ModalityRequest,
+    grid: CubeGrid,
+    aoi: Geometry,
+    on_error: OnError,
+) -> tuple[ModalityPlan, list[dict[str, str]]]:
+    from geoalign.sensors import get_sensor, item_datetime
+
+    sensor = get_sensor(request.sensor) if isinstance(request.sensor, str) else request.sensor
     if not request.items:
         raise NoDataFoundError(
             f"modality {request.name!r} ({sensor.name}) has no STAC items: widen the time range "
@@ -205,7 +243,8 @@ def _plan_modality(request: ModalityRequest, grid: CubeGrid, aoi: Geometry, on_e
         )
     aoi_wgs84 = aoi.to_crs("EPSG:4326")
     overlapping = [
-        item for item in request.items
+        item
+        for item in request.items
         if item.geometry is None or Geometry(item.geometry, "EPSG:4326").intersects(aoi_wgs84)
     ]
     if not overlapping:
@@ -215,9 +254,12 @@ def _plan_modality(request: ModalityRequest, grid: CubeGrid, aoi: Geometry, on_e
         )
     resolved: list[ItemSources] = []
     band_names: tuple[str, ...] | None = None
+    first_sources: list[BandSource] = []
     for item in overlapping:
-        sources = sensor.band_sources(item, request.bands)
-        mask = sensor.mask_source(item) if (request.mask_clouds and sensor.mask) else None
+        sources = sensor.band_sources(item, request.bands, sar_unit=request.sar_unit)
+        first_sources = first_sources or sources
+        masks = _mask_sources(sensor, item, request) if request.mask_clouds else []
+        mask = masks[0] if masks else None
         names = tuple(s.band for s in sources)
         if band_names is None:
             band_names = names
@@ -226,10 +268,15 @@ def _plan_modality(request: ModalityRequest, grid: CubeGrid, aoi: Geometry, on_e
                 f"item {item.id!r} of modality {request.name!r} has bands {names}, other items "
                 f"have {band_names}: pass bands=[...] to choose the bands they share"
             )
+        when = item_datetime(item)
+        if when is None:
+            raise InvalidInputError(
+                f"item {item.id!r} has no datetime, start_datetime or end_datetime: add one"
+            )
         resolved.append(
             ItemSources(
                 item_id=item.id,
-                datetime=item_datetime(item),
+                datetime=when if when.tzinfo else when.replace(tzinfo=dt.UTC),
                 cloud_cover=float(item.properties.get("eo:cloud_cover", 0.0) or 0.0),
                 bands=tuple(sources),
                 mask=mask,
@@ -242,43 +289,44 @@ def _plan_modality(request: ModalityRequest, grid: CubeGrid, aoi: Geometry, on_e
             f"be read: {skipped[:3]}"
         )
     longitude = aoi_wgs84.centroid.coords[0][0]
-    storage = sensor.storage
+    storage = sensor.encoding
+    units = first_sources[0].units or storage.units or ""
     plan = ModalityPlan(
         name=request.name,
         sensor=sensor.name,
         band_names=band_names,
         geobox=grid.geobox(request.name),
         groups=group_by_solar_day(kept, longitude),
-        encoding=Encoding(storage.dtype, storage.scale, storage.offset, storage.nodata),
+        encoding=storage,
         time_mode=request.time,
         resampling=_resampling(request.resampling),
-        mask_rule=MaskRule(tuple(sensor.mask.invalid)) if (request.mask_clouds and sensor.mask) else None,
+        mask=sensor.mask if request.mask_clouds else None,
         chunk=default_chunk(request.resolution),
-        band_attrs=_band_attrs(sensor, band_names),
+        band_attrs={
+            "wavelength_nm": [float(s.center_wavelength_nm or "nan") for s in first_sources],
+            "units": [s.units or "" for s in first_sources],
+        },
         attrs={
             "geoalign_kind": "modality",
             "sensor": sensor.name,
             "sensor_kind": sensor.kind,
-            "sensor_notes": sensor.notes,
-            "units": storage.units,
+            "sensor_notes": " ".join(sensor.notes),
+            "units": units,
             "resolution": request.resolution,
             "time_mode": request.time,
-            "items": json.dumps([
-                {"id": i.item_id, "datetime": i.datetime.isoformat(), "hrefs": sorted({s.href for s in i.bands})}
-                for i in kept
-            ]),
+            "items": json.dumps(
+                [
+                    {
+                        "id": i.item_id,
+                        "datetime": i.datetime.isoformat(),
+                        "hrefs": sorted({s.href for s in i.bands}),
+                    }
+                    for i in kept
+                ]
+            ),
         },
     )
     return plan, skipped
-
-
-def _band_attrs(sensor: Sensor, band_names: Sequence[str]) -> dict[str, list[Any]]:
-    by_name = {band.name: band for band in sensor.bands}
-    wavelengths = [
-        float(by_name[b].wavelength_nm) if b in by_name and by_name[b].wavelength_nm else float("nan")
-        for b in band_names
-    ]
-    return {"wavelength_nm": wavelengths}
 
 
 def plan_cube(
@@ -330,7 +378,9 @@ def plan_cube(
     plans: dict[str, ModalityPlan] = {}
     skipped: dict[str, list[dict[str, str]]] = {}
     for request in modalities:
-        plans[request.name], skipped[request.name] = _plan_modality(request, grid, geometry, on_error)
+        plans[request.name], skipped[request.name] = _plan_modality(
+            request, grid, geometry, on_error
+        )
     return CubePlan(grid=grid, modalities=plans, labels=list(labels), skipped=skipped)
 
 
@@ -369,24 +419,56 @@ def build_cube(
     ``dask.distributed.Client`` context (a LocalCluster or any scheduler address) the build runs
     on that cluster unchanged.
     """
+    plan = plan_cube(
+        modalities,
+        aoi=aoi,
+        aoi_crs=aoi_crs,
+        crs=crs,
+        base_resolution=base_resolution,
+        labels=labels,
+        on_error=on_error,
+    )
+    return write_cube(
+        path,
+        plan,
+        overwrite=overwrite,
+        resume=resume,
+        compression=compression,
+        recipe=recipe,
+        on_tile=on_tile,
+    )
+
+
+def write_cube(
+    path: str | os.PathLike[str],
+    plan: CubePlan,
+    *,
+    overwrite: bool = False,
+    resume: bool = True,
+    compression: str = "none",
+    recipe: Mapping[str, Any] | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write a planned cube to ``path``; see :func:`build_cube` for the arguments and guarantees."""
     store = Path(path)
     checked_compression: Compression = check_compression(compression)
-    plan = plan_cube(
-        modalities, aoi=aoi, aoi_crs=aoi_crs, crs=crs, base_resolution=base_resolution,
-        labels=labels, on_error=on_error,
-    )
     fingerprint = plan.fingerprint()
     done = prepare_store(store, fingerprint=fingerprint, overwrite=overwrite, resume=resume)
     tree = plan.to_datatree()
     datasets: dict[str, xr.Dataset] = {}
     tiles = []
     if not done:
-        xr.Dataset(attrs=plan.root_attrs()).to_zarr(str(store), mode="a", consolidated=False, zarr_format=3)
+        xr.Dataset(attrs=plan.root_attrs()).to_zarr(
+            str(store), mode="a", consolidated=False, zarr_format=3
+        )
+    decoding: dict[str, dict[str, dict[str, Any]]] = {}
     for name, modality in plan.modalities.items():
-        ds = tree[name].to_dataset()
+        ds, decoding[name] = without_decoding_attrs(tree[name].to_dataset())
         datasets[name] = ds
         if not done:
-            write_group_metadata(store, name, ds, chunk=modality.chunk, compression=checked_compression)
+            write_group_metadata(
+                store, name, ds, chunk=modality.chunk, compression=checked_compression
+            )
         tiles.extend(tiles_of(name, ds, modality.chunk))
     for group_path, ds in label_datasets(plan.labels, plan.grid).items():
         if not done:
@@ -407,6 +489,8 @@ def build_cube(
             f"modalities {empty} have no valid pixel in the area (all no-data or cloud): the store "
             f"{store} is left unfinished. Check the AOI, the dates, or set mask_clouds=False"
         )
+    for name, held in decoding.items():
+        set_decoding_attrs(store, name, held)
     attrs = plan.root_attrs()
     attrs["valid_fraction"] = json.dumps(fractions)
     attrs["recipe"] = json.dumps(recipe or {}, default=str)
@@ -430,4 +514,5 @@ __all__ = [
     "ModalityRequest",
     "build_cube",
     "plan_cube",
+    "write_cube",
 ]

@@ -2,7 +2,7 @@
 
 A cube is a Zarr store holding an :class:`xarray.DataTree`: one group per modality, one group per
 label layer. Writing is done tile by tile (a tile is a square of storage chunks); after each batch
-of tiles the finished tiles are recorded in a progress file inside the store, so an interrupted
+of tiles the finished tiles are recorded in a progress file beside the store, so an interrupted
 build resumes where it stopped. The root attribute ``geoalign_complete`` is set only after the last
 tile is written and the metadata consolidated: :func:`open_cube` refuses a store without it.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,9 @@ import zarr
 from geoalign.errors import IncompleteCubeError, InvalidInputError, OutputExistsError
 
 COMPLETE_ATTR = "geoalign_complete"
-PROGRESS_FILE = "geoalign-progress.json"
+#: Suffix of the progress record kept BESIDE the store (``cube.zarr.progress.json``) while it is
+#: being built: outside the Zarr hierarchy, so readers never meet it, and removed at the end.
+PROGRESS_SUFFIX = ".progress.json"
 Compression = Literal["none", "lz4", "zstd"]
 
 #: Storage chunks per tile edge: a tile of 8 x 8 chunks is 2048 px at 256 px chunks.
@@ -41,7 +44,9 @@ def _compressors(compression: Compression) -> Any:
         return None
     from zarr.codecs import BloscCodec
 
-    return [BloscCodec(cname=compression, clevel=1 if compression == "zstd" else 5, shuffle="shuffle")]
+    return [
+        BloscCodec(cname=compression, clevel=1 if compression == "zstd" else 5, shuffle="shuffle")
+    ]
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ def tiles_of(group: str, ds: xr.Dataset, chunk: int, tile_chunks: int = TILE_CHU
 
 
 def _progress_path(path: Path) -> Path:
-    return path / PROGRESS_FILE
+    return path.with_name(path.name + PROGRESS_SUFFIX)
 
 
 def read_progress(path: Path) -> dict[str, Any]:
@@ -114,8 +119,10 @@ def prepare_store(path: Path, *, fingerprint: str, overwrite: bool, resume: bool
                     "overwrite=True (CLI: --overwrite) to replace it"
                 )
             shutil.rmtree(path)
+            _progress_path(path).unlink(missing_ok=True)
         elif overwrite:
             shutil.rmtree(path)
+            _progress_path(path).unlink(missing_ok=True)
         elif resume and _progress_path(path).exists():
             progress = read_progress(path)
             if progress.get("fingerprint") != fingerprint:
@@ -143,17 +150,46 @@ def _encoding(ds: xr.Dataset, chunk: int, compression: Compression) -> dict[str,
             for dim, size in zip(var.dims, var.shape, strict=True)
         )
         encoding[str(name)] = {"chunks": chunks, "compressors": _compressors(compression)}
-        if var.dtype.kind == "f":
-            encoding[str(name)]["fill_value"] = float("nan")
     return encoding
 
 
-def write_group_metadata(path: Path, group: str, ds: xr.Dataset, *, chunk: int,
-                         compression: Compression) -> None:
+#: Attributes that make xarray decode values on read. They are held back while writing (a region
+#: write would otherwise re-encode the raw values we already computed) and set by finalize_store.
+CF_DECODING_ATTRS = ("scale_factor", "add_offset")
+
+
+def without_decoding_attrs(ds: xr.Dataset) -> tuple[xr.Dataset, dict[str, dict[str, Any]]]:
+    """Split CF decoding attributes off the variables of ``ds``; return both parts."""
+    held: dict[str, dict[str, Any]] = {}
+    out = ds.copy()
+    for name in list(out.data_vars):
+        attrs = dict(out[name].attrs)
+        cf = {k: attrs.pop(k) for k in CF_DECODING_ATTRS if k in attrs}
+        if cf:
+            held[str(name)] = cf
+            out[name].attrs = attrs
+    return out, held
+
+
+def set_decoding_attrs(path: Path, group: str, held: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write the held-back CF decoding attributes onto the arrays of ``group``."""
+    node = zarr.open_group(str(path), mode="r+", path=group)
+    for name, attrs in held.items():
+        node[name].attrs.update(dict(attrs))
+
+
+def write_group_metadata(
+    path: Path, group: str, ds: xr.Dataset, *, chunk: int, compression: Compression
+) -> None:
     """Create the arrays of one group (coordinates written, data arrays left empty)."""
     ds.to_zarr(
-        str(path), group=group, mode="w", compute=False, consolidated=False,
-        encoding=_encoding(ds, chunk, compression), zarr_format=3,
+        str(path),
+        group=group,
+        mode="w",
+        compute=False,
+        consolidated=False,
+        encoding=_encoding(ds, chunk, compression),
+        zarr_format=3,
     )
 
 
@@ -181,10 +217,19 @@ def write_tiles(
             spatial = [name for name, var in ds.data_vars.items() if {"y", "x"} <= set(var.dims)]
             # Coordinates were written with the metadata; a region write carries data only.
             region_ds = ds[spatial].isel(y=tile.y, x=tile.x).drop_vars(list(ds.coords))
+            for var in region_ds.data_vars.values():
+                # Attributes (scale_factor...) and encodings are in the metadata already; a region
+                # write must carry the stored (raw) values only.
+                var.attrs = {}
+                var.encoding = {}
             writes.append(
                 region_ds.to_zarr(
-                    str(path), group=tile.group, region={"y": tile.y, "x": tile.x},
-                    compute=False, consolidated=False, zarr_format=3,
+                    str(path),
+                    group=tile.group,
+                    region={"y": tile.y, "x": tile.x},
+                    compute=False,
+                    consolidated=False,
+                    zarr_format=3,
                 )
             )
         dask.compute(*writes)
@@ -200,7 +245,11 @@ def finalize_store(path: Path, attrs: Mapping[str, Any]) -> None:
     root = zarr.open_group(str(path), mode="r+")
     root.attrs.update(dict(attrs))
     root.attrs[COMPLETE_ATTR] = True
-    zarr.consolidate_metadata(str(path))
+    with warnings.catch_warnings():
+        # Consolidated metadata is a zarr-python convention beside the v3 spec; we rely on it only
+        # for fast opening and open_cube falls back to listing the store.
+        warnings.simplefilter("ignore", category=UserWarning)
+        zarr.consolidate_metadata(str(path))
     _progress_path(path).unlink(missing_ok=True)
 
 
@@ -221,7 +270,9 @@ def open_cube(path: str | os.PathLike[str]) -> xr.DataTree:
             f"cube {store} is incomplete: its build was interrupted or is still running. Resume it "
             "with build_cube(..., resume=True) (CLI: geoalign cube RECIPE) before using it"
         )
-    return xr.open_datatree(str(store), engine="zarr", consolidated=True, chunks={})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)  # see finalize_store
+        return xr.open_datatree(str(store), engine="zarr", consolidated=True, chunks={})
 
 
 def iter_groups(tree: xr.DataTree, kind: str | None = None) -> Iterator[tuple[str, xr.Dataset]]:

@@ -167,7 +167,9 @@ def make_grid(
         CRSError: ``crs`` is unknown or geographic.
     """
     if not resolutions:
-        raise InvalidInputError("resolutions is empty: give at least one modality and its pixel size")
+        raise InvalidInputError(
+            "resolutions is empty: give at least one modality and its pixel size"
+        )
     try:
         grid_crs = default_crs(aoi) if crs is None else CRS(crs)
     except Exception as error:  # pyproj raises several types for unknown CRSs
@@ -189,7 +191,9 @@ def make_grid(
     if bounds.right <= bounds.left or bounds.top <= bounds.bottom:
         # A point (or a line on a grid line) still gets one coarsest pixel.
         s = float(step)
-        bounds = BoundingBox(bounds.left, bounds.bottom, bounds.left + s, bounds.bottom + s, grid_crs)
+        bounds = BoundingBox(
+            bounds.left, bounds.bottom, bounds.left + s, bounds.bottom + s, grid_crs
+        )
     return CubeGrid(
         crs=grid_crs,
         base_resolution=float(base),

@@ -1,6 +1,7 @@
 """Label layers: vector polygons or points (any CRS) placed on a cube's grid.
 
-Polygons are rasterized (class codes, with an ignore value where no polygon lies); points become
+Polygons are rasterized (class codes, with an ignore value where no polygon lies); label rasters
+(GeoTIFF and any GDAL raster) are warped onto the grid with nearest neighbour; points become
 a table with their grid coordinates (row and column at the layer's resolution) and attributes,
 and can also be burnt into a sparse raster. Both live in the cube under ``labels/<name>``.
 """
@@ -18,6 +19,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import xarray as xr
+from odc.geo.xr import xr_coords
 from rasterio.features import rasterize
 
 from geoalign.errors import CRSError, DataFileNotFoundError, InvalidInputError
@@ -25,6 +27,9 @@ from geoalign.grid import CubeGrid
 
 #: Label value of pixels no polygon covers (int16 class rasters).
 IGNORE_VALUE = -1
+
+#: File suffixes read as label rasters when ``kind="auto"``.
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".bsq", ".dat")
 
 
 @dataclass(frozen=True)
@@ -37,8 +42,10 @@ class LabelLayer:
         column: Attribute holding the class (integers, or strings mapped to codes 0..n-1 in
             sorted order) or, for points, the value to keep; None burns 1 for every geometry.
         resolution: Pixel size of the label raster in CRS units; None uses the base resolution.
-        kind: ``"auto"`` (points if every geometry is a point, else polygons), ``"polygons"`` or
-            ``"points"``.
+        kind: ``"auto"`` (a raster file if GDAL opens it as one; else points if every geometry is
+            a point, else polygons), ``"raster"``, ``"polygons"`` or ``"points"``.
+        ignore_values: For rasters, source values that mean "no label" (besides the file's
+            nodata); they become :data:`IGNORE_VALUE`.
         all_touched: Burn every pixel a polygon touches, not only those whose centre it covers.
     """
 
@@ -46,8 +53,15 @@ class LabelLayer:
     source: gpd.GeoDataFrame | str | os.PathLike[str]
     column: str | None = None
     resolution: float | None = None
-    kind: Literal["auto", "polygons", "points"] = "auto"
+    kind: Literal["auto", "raster", "polygons", "points"] = "auto"
     all_touched: bool = False
+    ignore_values: tuple[int, ...] = ()
+
+    def is_raster(self) -> bool:
+        """True if the source is a raster file (by ``kind``, or by what GDAL can open)."""
+        if self.kind != "auto" or isinstance(self.source, gpd.GeoDataFrame):
+            return self.kind == "raster"
+        return Path(self.source).suffix.lower() in RASTER_SUFFIXES
 
     def read(self) -> gpd.GeoDataFrame:
         """Load the labels as a GeoDataFrame with a CRS."""
@@ -56,7 +70,9 @@ class LabelLayer:
         else:
             path = Path(self.source)
             if not path.exists():
-                raise DataFileNotFoundError(f"label file {path} (layer {self.name!r}) does not exist")
+                raise DataFileNotFoundError(
+                    f"label file {path} (layer {self.name!r}) does not exist"
+                )
             frame = gpd.read_file(path)
         if frame.crs is None:
             raise CRSError(
@@ -72,6 +88,12 @@ class LabelLayer:
 
     def fingerprint(self) -> str:
         """A hash of the layer's content, for safe resumes."""
+        if self.is_raster():
+            path = Path(str(self.source))
+            stat = path.stat()
+            return (
+                f"{self.name}:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{self.resolution}"
+            )
         frame = self.read()
         digest = hashlib.sha256(frame.to_wkb().to_json().encode()).hexdigest()
         return f"{self.name}:{self.column}:{self.resolution}:{self.kind}:{digest}"
@@ -96,17 +118,30 @@ def polygon_layer(layer: LabelLayer, frame: gpd.GeoDataFrame, grid: CubeGrid) ->
         codes, names = np.ones(len(frame), dtype=np.int64), {1: layer.name}
     else:
         codes, names = _class_codes(frame[layer.column])
-    if codes.size and (codes.min() < np.iinfo(np.int16).min + 1 or codes.max() > np.iinfo(np.int16).max):
+    if codes.size and (
+        codes.min() < np.iinfo(np.int16).min + 1 or codes.max() > np.iinfo(np.int16).max
+    ):
         raise InvalidInputError(f"class codes of layer {layer.name!r} do not fit in int16")
-    shapes = [(geom, int(code)) for geom, code in zip(frame.geometry, codes, strict=True)
-              if geom is not None and not geom.is_empty]
-    raster = rasterize(
-        shapes, out_shape=(geobox.shape.y, geobox.shape.x), transform=geobox.affine,
-        fill=IGNORE_VALUE, dtype="int16", all_touched=layer.all_touched,
-    ) if shapes else np.full((geobox.shape.y, geobox.shape.x), IGNORE_VALUE, dtype=np.int16)
+    shapes = [
+        (geom, int(code))
+        for geom, code in zip(frame.geometry, codes, strict=True)
+        if geom is not None and not geom.is_empty
+    ]
+    raster = (
+        rasterize(
+            shapes,
+            out_shape=(geobox.shape.y, geobox.shape.x),
+            transform=geobox.affine,
+            fill=IGNORE_VALUE,
+            dtype="int16",
+            all_touched=layer.all_touched,
+        )
+        if shapes
+        else np.full((geobox.shape.y, geobox.shape.x), IGNORE_VALUE, dtype=np.int16)
+    )
     return xr.Dataset(
         {"classes": (("y", "x"), raster)},
-        coords=geobox.xr_coords(with_crs="spatial_ref"),
+        coords=xr_coords(geobox, crs_coord_name="spatial_ref"),
         attrs={
             "geoalign_kind": "labels",
             "ignore_value": IGNORE_VALUE,
@@ -131,14 +166,19 @@ def point_layer(layer: LabelLayer, frame: gpd.GeoDataFrame, grid: CubeGrid) -> x
     col, row = np.floor(col_f).astype(np.int64), np.floor(row_f).astype(np.int64)
     inside = (row >= 0) & (row < geobox.shape.y) & (col >= 0) & (col < geobox.shape.x)
     variables: dict[str, Any] = {
-        "x": ("point", x[inside]), "y": ("point", y[inside]),
-        "row": ("point", row[inside]), "col": ("point", col[inside]),
+        "x": ("point", x[inside]),
+        "y": ("point", y[inside]),
+        "row": ("point", row[inside]),
+        "col": ("point", col[inside]),
     }
     for column in frame.columns:
         if column == "geometry":
             continue
         values = frame[column].to_numpy()[inside]
-        variables[f"attr_{column}"] = ("point", values.astype(str) if values.dtype == object else values)
+        variables[f"attr_{column}"] = (
+            "point",
+            values.astype(str) if values.dtype == object else values,
+        )
     return xr.Dataset(
         variables,
         attrs={
@@ -151,10 +191,61 @@ def point_layer(layer: LabelLayer, frame: gpd.GeoDataFrame, grid: CubeGrid) -> x
     )
 
 
+def raster_layer(layer: LabelLayer, grid: CubeGrid) -> xr.Dataset:
+    """Warp a label raster onto the grid with nearest neighbour: ``classes (y, x)`` int16."""
+    import rasterio
+    import rasterio.warp
+    from rasterio.enums import Resampling
+
+    path = Path(str(layer.source))
+    if not path.exists():
+        raise DataFileNotFoundError(f"label raster {path} (layer {layer.name!r}) does not exist")
+    resolution = layer.resolution or grid.base_resolution
+    geobox = grid.geobox_at(resolution)
+    with rasterio.open(path) as src:
+        if src.crs is None:
+            raise CRSError(f"label raster {path} has no CRS: add one (gdal_edit.py -a_srs ...)")
+        source = src.read(1)
+        nodata = src.nodata
+        transform, crs = src.transform, src.crs
+    values = source.astype(np.int32)
+    ignore = np.isin(values, list(layer.ignore_values))
+    if nodata is not None and not np.isnan(nodata):
+        ignore |= values == int(nodata)
+    values[ignore] = IGNORE_VALUE
+    out = np.full((geobox.shape.y, geobox.shape.x), IGNORE_VALUE, dtype=np.int32)
+    rasterio.warp.reproject(
+        values,
+        out,
+        src_transform=transform,
+        src_crs=crs,
+        src_nodata=IGNORE_VALUE,
+        dst_transform=geobox.affine,
+        dst_crs=geobox.crs.to_wkt(),
+        dst_nodata=IGNORE_VALUE,
+        resampling=Resampling.nearest,
+    )
+    codes = sorted(int(v) for v in np.unique(out) if v != IGNORE_VALUE)
+    return xr.Dataset(
+        {"classes": (("y", "x"), out.astype(np.int16))},
+        coords=xr_coords(geobox, crs_coord_name="spatial_ref"),
+        attrs={
+            "geoalign_kind": "labels",
+            "ignore_value": IGNORE_VALUE,
+            "class_names": [f"{code}:{code}" for code in codes],
+            "resolution": resolution,
+            "source": str(path),
+        },
+    )
+
+
 def label_datasets(layers: Sequence[LabelLayer], grid: CubeGrid) -> Mapping[str, xr.Dataset]:
     """Place every layer on the grid; keys are the group paths ``labels/<name>``."""
     out: dict[str, xr.Dataset] = {}
     for layer in layers:
+        if layer.is_raster():
+            out[f"labels/{layer.name}"] = raster_layer(layer, grid)
+            continue
         frame = layer.read()
         kind = layer.kind
         if kind == "auto":

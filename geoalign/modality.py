@@ -18,13 +18,14 @@ from typing import Any, Literal
 import dask.array as da
 import numpy as np
 import pandas as pd
-import pystac
 import xarray as xr
 from odc.geo.geobox import GeoBox
+from odc.geo.xr import xr_coords
 from rasterio.enums import Resampling
 
 from geoalign.errors import InvalidInputError, NoDataFoundError
-from geoalign.reading import BandSourceLike, Encoding, encode, read_file_bands
+from geoalign.reading import BandSourceLike, encode, read_file_bands, storage_nodata
+from geoalign.sensors.model import Encoding, MaskSpec
 
 TimeMode = Literal["series", "median", "least_cloudy"]
 
@@ -51,13 +52,6 @@ class ItemSources:
 
 
 @dataclass(frozen=True)
-class MaskRule:
-    """Pixels of the mask band whose value is in ``invalid`` are cloud, shadow or bad data."""
-
-    invalid: tuple[int, ...]
-
-
-@dataclass(frozen=True)
 class ModalityPlan:
     """Everything needed to read one modality, resolved from STAC items and a sensor.
 
@@ -70,7 +64,7 @@ class ModalityPlan:
         encoding: Storage encoding of the data variable.
         time_mode: ``"series"`` keeps every date; ``"median"`` and ``"least_cloudy"`` composite.
         resampling: GDAL resampling used when a source grid differs from the modality grid.
-        mask_rule: How to read the mask band, if the sensor has one.
+        mask: The sensor's mask band and invalid classes, when clouds are masked.
         chunk: Block edge in pixels.
         band_attrs: Per-band metadata (wavelength in nm, units...), stored as coordinates.
         attrs: Attributes of the modality group (sensor notes, provenance).
@@ -84,7 +78,7 @@ class ModalityPlan:
     encoding: Encoding
     time_mode: TimeMode = "series"
     resampling: Resampling = Resampling.nearest
-    mask_rule: MaskRule | None = None
+    mask: MaskSpec | None = None
     chunk: int = COARSE_CHUNK
     band_attrs: dict[str, list[Any]] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
@@ -123,7 +117,9 @@ def _read_item(
         ``(data, valid)`` with shapes ``(band, y, x)`` (storage dtype) and ``(y, x)`` (bool).
     """
     shape = (geobox.shape.y, geobox.shape.x)
-    data = np.full((len(plan.band_names), *shape), plan.encoding.nodata, plan.encoding.dtype)
+    data = np.full(
+        (len(plan.band_names), *shape), storage_nodata(plan.encoding), plan.encoding.dtype
+    )
     valid_all = np.ones(shape, dtype=bool)
     by_file: dict[str, list[int]] = defaultdict(list)
     for position, source in enumerate(item.bands):
@@ -138,24 +134,31 @@ def _read_item(
             resampling=plan.resampling,
         )
         for k, (position, source) in enumerate(zip(positions, sources, strict=True)):
-            data[position] = encode(
-                values[k], valid[k], scale=source.scale, offset=source.offset, encoding=plan.encoding
-            )
+            data[position] = encode(values[k], valid[k], source, plan.encoding)
         valid_all &= valid.all(axis=0)
-    if item.mask is not None and plan.mask_rule is not None:
+    if item.mask is not None and plan.mask is not None:
         mask_values, mask_valid = read_file_bands(
-            item.mask.href, [item.mask.index], geobox, src_nodata=None, resampling=Resampling.nearest
+            item.mask.href,
+            [item.mask.index],
+            geobox,
+            src_nodata=None,
+            resampling=Resampling.nearest,
         )
-        clear = mask_valid[0] & ~np.isin(mask_values[0], plan.mask_rule.invalid)
-        valid_all &= clear
+        raw_mask = np.where(mask_valid[0], mask_values[0], 0).astype(np.int64)
+        valid_all &= mask_valid[0] & ~plan.mask.is_invalid(raw_mask)
     return data, valid_all
 
 
-def _mosaic(group: Sequence[ItemSources], geobox: GeoBox, plan: ModalityPlan,
-            ) -> tuple[np.ndarray, np.ndarray]:
+def _mosaic(
+    group: Sequence[ItemSources],
+    geobox: GeoBox,
+    plan: ModalityPlan,
+) -> tuple[np.ndarray, np.ndarray]:
     """Mosaic the items of one time step: the first valid pixel wins (least cloudy first)."""
     shape = (geobox.shape.y, geobox.shape.x)
-    data = np.full((len(plan.band_names), *shape), plan.encoding.nodata, plan.encoding.dtype)
+    data = np.full(
+        (len(plan.band_names), *shape), storage_nodata(plan.encoding), plan.encoding.dtype
+    )
     filled = np.zeros(shape, dtype=bool)
     for item in group:
         values, valid = _read_item(item, geobox, plan)
@@ -185,13 +188,17 @@ def load_series_block(plan: ModalityPlan, block_info: dict[Any, Any] | None = No
     return data[np.newaxis]
 
 
-def load_composite_block(plan: ModalityPlan, block_info: dict[Any, Any] | None = None,
-                         ) -> np.ndarray:
+def load_composite_block(
+    plan: ModalityPlan,
+    block_info: dict[Any, Any] | None = None,
+) -> np.ndarray:
     """Dask block of a composite over all time steps, shape ``(1, band, y, x)``."""
     geobox = _block_geobox(plan, block_info)
     shape = (geobox.shape.y, geobox.shape.x)
     if plan.time_mode == "least_cloudy":
-        items = sorted((i for g in plan.groups for i in g), key=lambda i: (i.cloud_cover, i.item_id))
+        items = sorted(
+            (i for g in plan.groups for i in g), key=lambda i: (i.cloud_cover, i.item_id)
+        )
         data, _ = _mosaic(items, geobox, plan)
         return data[np.newaxis]
     stack = np.full((len(plan.groups), len(plan.band_names), *shape), np.nan, dtype=np.float64)
@@ -205,7 +212,9 @@ def load_composite_block(plan: ModalityPlan, block_info: dict[Any, Any] | None =
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: no valid date
             median = np.nanmedian(stack, axis=0)
     valid_any = ~np.isnan(median).any(axis=0)
-    out = np.full((len(plan.band_names), *shape), plan.encoding.nodata, plan.encoding.dtype)
+    out = np.full(
+        (len(plan.band_names), *shape), storage_nodata(plan.encoding), plan.encoding.dtype
+    )
     dtype = np.dtype(plan.encoding.dtype)
     rounded = np.rint(median) if dtype.kind in "iu" else median
     out[:, valid_any] = rounded[:, valid_any].astype(dtype)
@@ -228,29 +237,39 @@ def lazy_modality(plan: ModalityPlan) -> xr.Dataset:
     if plan.time_mode == "series":
         times = plan.times
         data = da.map_blocks(
-            load_series_block, plan, dtype=dtype,
+            load_series_block,
+            plan,
+            dtype=dtype,
             chunks=((1,) * len(plan.groups), (nb,), ychunks, xchunks),
             name=f"geoalign-{plan.name}-data-{_token(plan)}",
         )
     else:
         times = [min(plan.times)]
         data = da.map_blocks(
-            load_composite_block, plan, dtype=dtype,
+            load_composite_block,
+            plan,
+            dtype=dtype,
             chunks=((1,), (nb,), ychunks, xchunks),
             name=f"geoalign-{plan.name}-{plan.time_mode}-{_token(plan)}",
         )
     # Cloudy, shadowed and no-data pixels hold the no-data value, so validity is derived from the
     # data in the same graph: no second read.
-    if plan.encoding.is_float:
+    if np.dtype(plan.encoding.dtype).kind == "f":
         valid = ~da.isnan(data).any(axis=1)
     else:
-        valid = (data != plan.encoding.nodata).all(axis=1)
-    coords = plan.geobox.xr_coords(with_crs="spatial_ref")
-    time_index = pd.DatetimeIndex([pd.Timestamp(t).tz_convert(None) if pd.Timestamp(t).tzinfo
-                                   else pd.Timestamp(t) for t in times])
-    band_coords = {"band": list(plan.band_names)}
+        valid = (data != storage_nodata(plan.encoding)).all(axis=1)
+    coords = xr_coords(plan.geobox, crs_coord_name="spatial_ref")
+    time_index = pd.DatetimeIndex(
+        [
+            pd.Timestamp(t).tz_convert(None) if pd.Timestamp(t).tzinfo else pd.Timestamp(t)
+            for t in times
+        ]
+    )
+    # Object (variable-length) strings: Zarr v3 has a stable encoding for them, not for fixed <U.
+    band_coords = {"band": np.array(plan.band_names, dtype=object)}
     for key, values in plan.band_attrs.items():
-        band_coords[key] = ("band", values)  # type: ignore[assignment]
+        array = np.array(values, dtype=object if values and isinstance(values[0], str) else None)
+        band_coords[key] = ("band", array)  # type: ignore[assignment]
     ds = xr.Dataset(
         {
             "data": (("time", "band", "y", "x"), data),
@@ -259,10 +278,11 @@ def lazy_modality(plan: ModalityPlan) -> xr.Dataset:
         coords={"time": time_index, **band_coords, **coords},
         attrs=dict(plan.attrs),
     )
-    ds["data"].attrs.update(
-        {"scale_factor_physical": plan.encoding.scale, "add_offset_physical": plan.encoding.offset,
-         "nodata": plan.encoding.nodata}
-    )
+    # CF encoding: the store keeps the raw integers; xarray decodes them to physical values on
+    # open (open_cube), and samplers can read them raw (mask_and_scale=False) for speed.
+    if plan.encoding.scale != 1.0 or plan.encoding.offset != 0.0:
+        ds["data"].attrs.update(scale_factor=plan.encoding.scale, add_offset=plan.encoding.offset)
+    ds["data"].encoding["_FillValue"] = storage_nodata(plan.encoding)
     return ds
 
 
@@ -275,16 +295,9 @@ def _token(plan: ModalityPlan) -> str:
     from dask.base import tokenize
 
     return tokenize(
-        plan.name, plan.band_names, str(plan.geobox), plan.time_mode,
+        plan.name,
+        plan.band_names,
+        str(plan.geobox),
+        plan.time_mode,
         [[(i.item_id, [s.href for s in i.bands]) for i in g] for g in plan.groups],
     )
-
-
-def item_datetime(item: pystac.Item) -> dt.datetime:
-    """The acquisition time of ``item``: ``datetime``, else the start of its interval (UTC)."""
-    when = item.datetime or item.common_metadata.start_datetime
-    if when is None:
-        raise InvalidInputError(
-            f"item {item.id!r} has neither datetime nor start_datetime: give the time explicitly"
-        )
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)

@@ -16,7 +16,6 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -28,6 +27,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from geoalign.errors import CorruptDataError, DataFileNotFoundError
+from geoalign.sensors.model import Encoding
 
 
 class BandSourceLike(Protocol):
@@ -53,23 +53,16 @@ class BandSourceLike(Protocol):
     def offset(self) -> float:
         """Raw to physical offset."""
 
-
-@dataclass(frozen=True)
-class Encoding:
-    """How a cube stores one modality: ``physical = stored * scale + offset``; ``nodata`` marks gaps.
-
-    For float storage ``nodata`` is NaN and ``scale``/``offset`` are usually 1/0 (physical values).
-    """
-
-    dtype: str
-    scale: float = 1.0
-    offset: float = 0.0
-    nodata: float = math.nan
-
     @property
-    def is_float(self) -> bool:
-        """True for floating-point storage."""
-        return np.dtype(self.dtype).kind == "f"
+    def conversion(self) -> str:
+        """Unit conversion after scaling: ``"none"``, ``"to_db"`` or ``"to_linear"``."""
+
+
+def storage_nodata(encoding: Encoding) -> float:
+    """The value that marks missing pixels in storage: the encoding's, else NaN or 0."""
+    if encoding.nodata is not None:
+        return float(encoding.nodata)
+    return math.nan if np.dtype(encoding.dtype).kind == "f" else 0.0
 
 
 class _DatasetCache:
@@ -130,8 +123,9 @@ def _integer_shift(src: Any, geobox: GeoBox) -> tuple[int, int] | None:
     return round(row), round(col)
 
 
-def _read_shifted(src: Any, indexes: list[int], row: int, col: int, shape: tuple[int, int],
-                  fill: float) -> np.ndarray:
+def _read_shifted(
+    src: Any, indexes: list[int], row: int, col: int, shape: tuple[int, int], fill: float
+) -> np.ndarray:
     """Read a window that may stick out of the file; the outside is ``fill``."""
     height, width = shape
     out = np.full((len(indexes), height, width), fill, dtype=src.dtypes[indexes[0] - 1])
@@ -208,20 +202,43 @@ def read_file_bands(
     return values, valid
 
 
-def encode(values: np.ndarray, valid: np.ndarray, *, scale: float, offset: float,
-           encoding: Encoding) -> np.ndarray:
-    """Convert raw values with their own ``scale``/``offset`` into the storage ``encoding``.
+def encode(
+    values: np.ndarray, valid: np.ndarray, source: BandSourceLike, encoding: Encoding
+) -> np.ndarray:
+    """Convert raw values of ``source`` (its own scale, offset, unit) into the storage ``encoding``.
 
-    Values that do not fit the storage dtype are clipped to its range (for instance a
-    reflectance below -offset in an unsigned store), so nothing wraps around.
+    When the source's encoding is the storage encoding the values are copied unchanged
+    (bit-identical). Values that do not fit the storage dtype are clipped to its range (for
+    instance a reflectance below the offset in an unsigned store), so nothing wraps around.
+
+    Args:
+        values: Raw values, any shape, float64 (NaN where invalid).
+        valid: Boolean array of the same shape; False becomes the storage no-data value.
+        source: Scale, offset and unit conversion of the raw values.
+        encoding: Storage encoding of the cube.
     """
-    same = math.isclose(scale, encoding.scale) and math.isclose(offset, encoding.offset)
-    out = values if same else (values * scale + offset - encoding.offset) / encoding.scale
+    nodata = storage_nodata(encoding)
+    same = (
+        source.conversion == "none"
+        and math.isclose(source.scale, encoding.scale)
+        and math.isclose(source.offset, encoding.offset)
+    )
+    if same:
+        out = values
+    else:
+        physical = values * source.scale + source.offset
+        if source.conversion == "to_db":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                physical = np.where(physical > 0, 10.0 * np.log10(physical), np.nan)
+            valid = valid & ~np.isnan(physical)
+        elif source.conversion == "to_linear":
+            physical = np.power(10.0, physical / 10.0)
+        out = (physical - encoding.offset) / encoding.scale
     dtype = np.dtype(encoding.dtype)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        low = info.min + (1 if encoding.nodata == info.min else 0)
-        high = info.max - (1 if encoding.nodata == info.max else 0)
-        out = np.clip(np.rint(out) if not same else out, low, high)
-    result = np.where(valid, out, encoding.nodata).astype(dtype)
+        low = info.min + (1 if nodata == info.min else 0)
+        high = info.max - (1 if nodata == info.max else 0)
+        out = np.clip(out if same else np.rint(out), low, high)
+    result: np.ndarray = np.where(valid, out, nodata).astype(dtype)
     return result

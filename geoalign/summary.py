@@ -89,8 +89,9 @@ def _stretch(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
-def hillshade(elevation: np.ndarray, resolution: float, azimuth: float = 315.0,
-              altitude: float = 45.0) -> np.ndarray:
+def hillshade(
+    elevation: np.ndarray, resolution: float, azimuth: float = 315.0, altitude: float = 45.0
+) -> np.ndarray:
     """Hillshade (0..1) of an elevation grid in metres with pixels of ``resolution`` metres."""
     filled = np.where(np.isfinite(elevation), elevation, np.nanmedian(elevation))
     dy, dx = np.gradient(filled, resolution)
@@ -155,8 +156,10 @@ def quicklook_images(ds: xr.Dataset) -> dict[str, np.ndarray]:
     return images
 
 
-def write_quicklooks(cube: xr.DataTree | str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                     ) -> list[Path]:
+def write_quicklooks(
+    cube: xr.DataTree | str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+) -> list[Path]:
     """Write one PNG per modality and quicklook kind into ``out_dir``; return their paths."""
     import matplotlib
 

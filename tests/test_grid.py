@@ -47,8 +47,9 @@ def test_common_step_is_the_lcm() -> None:
     lat=st.floats(-70, 70),
     size=st.floats(0.001, 0.2),
 )
-def test_every_modality_covers_the_same_ground(resolutions: dict[str, float], lon: float,
-                                                lat: float, size: float) -> None:
+def test_every_modality_covers_the_same_ground(
+    resolutions: dict[str, float], lon: float, lat: float, size: float
+) -> None:
     aoi = box(lon, lat, lon + size, lat + size / 2, "EPSG:4326")
     grid = make_grid(aoi, resolutions=resolutions)
     assert grid.crs.epsg is not None and 32601 <= grid.crs.epsg <= 32760

@@ -1,0 +1,143 @@
+"""Turn a validated recipe into a cube: search each sensor, plan, and build.
+
+This is the function behind ``geoalign cube RECIPE``; it holds no logic of its own beyond
+resolving the recipe's paths and calling :mod:`geoalign.search` and :mod:`geoalign.cube`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pystac
+
+from geoalign.cube import CubePlan, ModalityRequest, plan_cube, write_cube
+from geoalign.errors import InvalidInputError
+from geoalign.labels import LabelLayer
+from geoalign.recipe import ModalityRecipe, Recipe
+
+
+def _resolve(base: Path, value: str) -> str:
+    """Resolve a relative local path against the recipe folder; leave URLs and names alone."""
+    if "://" in value or value in ("earth-search", "planetary-computer"):
+        return value
+    path = Path(value)
+    return str(path if path.is_absolute() else (base / path))
+
+
+def _aoi(recipe: Recipe, base: Path) -> Any:
+    if isinstance(recipe.aoi, str):
+        return _resolve(base, recipe.aoi)
+    if isinstance(recipe.aoi, list):
+        if len(recipe.aoi) != 4:
+            raise InvalidInputError(
+                f"aoi has {len(recipe.aoi)} numbers: a bbox is [minx, miny, maxx, maxy]"
+            )
+        return tuple(recipe.aoi)
+    return recipe.aoi
+
+
+def find_items(
+    name: str, modality: ModalityRecipe, recipe: Recipe, base: Path
+) -> list[pystac.Item]:
+    """The STAC items of one modality: local files turned into items, or a catalog search."""
+    from geoalign.search import search_items
+    from geoalign.stac_items import items_from_rasters
+
+    if modality.files:
+        if not modality.file_datetime:
+            raise InvalidInputError(
+                f"modalities.{name}.files needs modalities.{name}.file_datetime (ISO 8601), the "
+                "acquisition time of the files"
+            )
+        when = dt.datetime.fromisoformat(modality.file_datetime.replace("Z", "+00:00"))
+        return list(
+            items_from_rasters(
+                [_resolve(base, f) for f in modality.files], collection=name, datetime=when
+            )
+        )
+    source = modality.catalog or recipe.catalog
+    if source is None:
+        raise InvalidInputError(
+            f"modality {name!r} has neither files nor a catalog: set catalog (a STAC API URL, "
+            "'earth-search', 'planetary-computer' or a local catalog file) in the recipe"
+        )
+    found = search_items(
+        _resolve(base, source),
+        aoi=_aoi(recipe, base),
+        datetime=recipe.datetime,
+        collections=modality.collections,
+        query=modality.query,
+        filter=modality.filter,
+        max_items=modality.max_items,
+    )
+    return list(found)
+
+
+@dataclass
+class RecipeRun:
+    """A recipe resolved into requests, and the plan made from them."""
+
+    requests: list[ModalityRequest]
+    labels: list[LabelLayer]
+    plan: CubePlan
+    output: Path
+
+
+def plan_recipe(recipe: Recipe, base: Path) -> RecipeRun:
+    """Search every sensor and plan the cube (no pixels read)."""
+    requests = [
+        ModalityRequest(
+            name=name,
+            sensor=modality.sensor,
+            items=find_items(name, modality, recipe, base),
+            resolution=modality.resolution,
+            bands=modality.bands,
+            time=modality.time,
+            resampling=modality.resampling,
+            mask_clouds=modality.mask_clouds,
+        )
+        for name, modality in recipe.modalities.items()
+    ]
+    labels = [
+        LabelLayer(
+            name=label.name,
+            source=_resolve(base, label.source),
+            column=label.column,
+            resolution=label.resolution,
+            ignore_values=tuple(label.ignore_values),
+        )
+        for label in recipe.labels
+    ]
+    plan = plan_cube(
+        requests,
+        aoi=_aoi(recipe, base),
+        aoi_crs=recipe.aoi_crs,
+        crs=recipe.crs,
+        base_resolution=recipe.base_resolution,
+        labels=labels,
+        on_error=recipe.on_error,
+    )
+    return RecipeRun(requests, labels, plan, Path(_resolve(base, recipe.output)))
+
+
+def run_recipe(
+    recipe: Recipe,
+    base: Path,
+    *,
+    overwrite: bool = False,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Plan and build the cube a recipe describes; return the cube's path."""
+    run = plan_recipe(recipe, base)
+    return write_cube(
+        run.output,
+        run.plan,
+        overwrite=overwrite,
+        compression=recipe.compression,
+        recipe=recipe.model_dump(mode="json"),
+        on_tile=on_tile,
+    )
