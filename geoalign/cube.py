@@ -336,6 +336,7 @@ def plan_cube(
     aoi_crs: Any = None,
     crs: Any = None,
     base_resolution: float | None = None,
+    origin: tuple[float, float] | None = None,
     labels: Sequence[LabelLayer] = (),
     on_error: OnError = "fail",
 ) -> CubePlan:
@@ -347,6 +348,8 @@ def plan_cube(
         aoi_crs: CRS of ``aoi`` when it carries none (default lon/lat EPSG:4326 for bboxes).
         crs: Cube CRS; default the UTM zone of the AOI centre.
         base_resolution: Reference pixel size in CRS units; default the finest modality's.
+        origin: A point ``(x, y)`` in cube CRS units on the pixel edges of every modality
+            (default ``(0, 0)``); see :func:`geoalign.grid.make_grid`.
         labels: Label layers to rasterize onto the grid (see :mod:`geoalign.labels`).
         on_error: ``"fail"`` on a missing or corrupt asset, or ``"skip"`` the item and record it.
 
@@ -374,6 +377,7 @@ def plan_cube(
         resolutions={m.name: m.resolution for m in modalities},
         base_resolution=base_resolution,
         crs=crs,
+        origin=origin,
     )
     plans: dict[str, ModalityPlan] = {}
     skipped: dict[str, list[dict[str, str]]] = {}
@@ -392,6 +396,7 @@ def build_cube(
     aoi_crs: Any = None,
     crs: Any = None,
     base_resolution: float | None = None,
+    origin: tuple[float, float] | None = None,
     labels: Sequence[LabelLayer] = (),
     on_error: OnError = "fail",
     overwrite: bool = False,
@@ -400,7 +405,9 @@ def build_cube(
     recipe: Mapping[str, Any] | None = None,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Build a cube and write it to a Zarr store at ``path``; see :func:`plan_cube` for arguments.
+    """Plan a cube (:func:`plan_cube`) and write it (:func:`write_cube`) to a Zarr store.
+
+    The arguments from ``modalities`` to ``on_error`` are those of :func:`plan_cube`.
 
     Args:
         path: Output Zarr store (a directory).
@@ -425,6 +432,7 @@ def build_cube(
         aoi_crs=aoi_crs,
         crs=crs,
         base_resolution=base_resolution,
+        origin=origin,
         labels=labels,
         on_error=on_error,
     )

@@ -35,8 +35,9 @@ COMPLETE_ATTR = "geoalign_complete"
 PROGRESS_SUFFIX = ".progress.json"
 Compression = Literal["none", "lz4", "zstd"]
 
-#: Storage chunks per tile edge: a tile of 8 x 8 chunks is 2048 px at 256 px chunks.
-TILE_CHUNKS = 8
+#: Storage chunks per tile edge: a tile of 4 x 4 chunks is 1024 px at 256 px chunks. Progress is
+#: recorded per batch of tiles, so smaller tiles lose less work when a build is interrupted.
+TILE_CHUNKS = 4
 
 
 def _compressors(compression: Compression) -> Any:
@@ -200,7 +201,7 @@ def write_tiles(
     done: set[str],
     *,
     fingerprint: str,
-    batch: int = 4,
+    batch: int = 2,
     on_tile: Callable[[Tile], None] | None = None,
 ) -> None:
     """Compute and write the ``tiles`` not yet ``done``, a batch at a time, recording progress.

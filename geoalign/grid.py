@@ -72,15 +72,18 @@ def common_step(resolutions: Iterable[float]) -> Fraction:
     return step
 
 
-def _snap_out(bounds: BoundingBox, step: Fraction) -> BoundingBox:
-    """Grow ``bounds`` outward to multiples of ``step`` (CRS units), measured from the CRS origin."""
+def _snap_out(
+    bounds: BoundingBox, step: Fraction, origin: tuple[float, float] = (0.0, 0.0)
+) -> BoundingBox:
+    """Grow ``bounds`` outward to ``origin`` plus multiples of ``step`` (CRS units)."""
     s = float(step)
+    x0, y0 = origin
     # A tolerance of a millionth of a step keeps bounds that are already on the grid unchanged.
     eps = 1e-6
-    left = math.floor(bounds.left / s + eps) * s
-    bottom = math.floor(bounds.bottom / s + eps) * s
-    right = math.ceil(bounds.right / s - eps) * s
-    top = math.ceil(bounds.top / s - eps) * s
+    left = x0 + math.floor((bounds.left - x0) / s + eps) * s
+    bottom = y0 + math.floor((bounds.bottom - y0) / s + eps) * s
+    right = x0 + math.ceil((bounds.right - x0) / s - eps) * s
+    top = y0 + math.ceil((bounds.top - y0) / s - eps) * s
     return BoundingBox(left, bottom, right, top, crs=bounds.crs)
 
 
@@ -147,6 +150,7 @@ def make_grid(
     resolutions: Mapping[str, float],
     base_resolution: float | None = None,
     crs: Any = None,
+    origin: tuple[float, float] | None = None,
 ) -> CubeGrid:
     """Plan the grid family of a cube covering ``aoi``.
 
@@ -187,7 +191,7 @@ def make_grid(
     footprint = aoi.to_crs(grid_crs)
     if footprint.is_empty:
         raise InvalidInputError("the area of interest is empty: give a geometry with an extent")
-    bounds = _snap_out(footprint.boundingbox, step)
+    bounds = _snap_out(footprint.boundingbox, step, origin or (0.0, 0.0))
     if bounds.right <= bounds.left or bounds.top <= bounds.bottom:
         # A point (or a line on a grid line) still gets one coarsest pixel.
         s = float(step)

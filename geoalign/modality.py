@@ -114,13 +114,14 @@ def _read_item(
     """Read one item's bands onto ``geobox`` in storage encoding, and where they are valid.
 
     Returns:
-        ``(data, valid)`` with shapes ``(band, y, x)`` (storage dtype) and ``(y, x)`` (bool).
+        ``(data, valid)``, both of shape ``(band, y, x)``: storage dtype, and True where the band
+        has data and the mask band (if any) says clear.
     """
     shape = (geobox.shape.y, geobox.shape.x)
     data = np.full(
         (len(plan.band_names), *shape), storage_nodata(plan.encoding), plan.encoding.dtype
     )
-    valid_all = np.ones(shape, dtype=bool)
+    valid_all = np.zeros((len(plan.band_names), *shape), dtype=bool)
     by_file: dict[str, list[int]] = defaultdict(list)
     for position, source in enumerate(item.bands):
         by_file[source.href].append(position)
@@ -135,7 +136,7 @@ def _read_item(
         )
         for k, (position, source) in enumerate(zip(positions, sources, strict=True)):
             data[position] = encode(values[k], valid[k], source, plan.encoding)
-        valid_all &= valid.all(axis=0)
+            valid_all[position] = valid[k]
     if item.mask is not None and plan.mask is not None:
         mask_values, mask_valid = read_file_bands(
             item.mask.href,
@@ -146,6 +147,7 @@ def _read_item(
         )
         raw_mask = np.where(mask_valid[0], mask_values[0], 0).astype(np.int64)
         valid_all &= mask_valid[0] & ~plan.mask.is_invalid(raw_mask)
+        data[~valid_all] = storage_nodata(plan.encoding)
     return data, valid_all
 
 
@@ -154,16 +156,18 @@ def _mosaic(
     geobox: GeoBox,
     plan: ModalityPlan,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mosaic the items of one time step: the first valid pixel wins (least cloudy first)."""
-    shape = (geobox.shape.y, geobox.shape.x)
-    data = np.full(
-        (len(plan.band_names), *shape), storage_nodata(plan.encoding), plan.encoding.dtype
-    )
+    """Mosaic the items of one time step: per band, the first valid pixel wins (least cloudy first).
+
+    Returns:
+        ``(data, filled)``, both ``(band, y, x)``.
+    """
+    shape = (len(plan.band_names), geobox.shape.y, geobox.shape.x)
+    data = np.full(shape, storage_nodata(plan.encoding), plan.encoding.dtype)
     filled = np.zeros(shape, dtype=bool)
     for item in group:
         values, valid = _read_item(item, geobox, plan)
         take = valid & ~filled
-        data[:, take] = values[:, take]
+        data[take] = values[take]
         filled |= take
         if filled.all():
             break
@@ -204,27 +208,27 @@ def load_composite_block(
     stack = np.full((len(plan.groups), len(plan.band_names), *shape), np.nan, dtype=np.float64)
     for t, group in enumerate(plan.groups):
         values, valid = _mosaic(group, geobox, plan)
-        stack[t][:, valid] = values[:, valid]
+        stack[t][valid] = values[valid]
     with np.errstate(all="ignore"):
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: no valid date
             median = np.nanmedian(stack, axis=0)
-    valid_any = ~np.isnan(median).any(axis=0)
+    found = ~np.isnan(median)
     out = np.full(
         (len(plan.band_names), *shape), storage_nodata(plan.encoding), plan.encoding.dtype
     )
     dtype = np.dtype(plan.encoding.dtype)
     rounded = np.rint(median) if dtype.kind in "iu" else median
-    out[:, valid_any] = rounded[:, valid_any].astype(dtype)
+    out[found] = rounded[found].astype(dtype)
     return out[np.newaxis]
 
 
 def lazy_modality(plan: ModalityPlan) -> xr.Dataset:
     """Return the modality as a lazy Dataset with ``data (time, band, y, x)`` and ``valid``.
 
-    ``valid`` is True where every band has data and the mask band (if any) says clear sky; cloudy,
+    ``valid`` is True where any band has data and the mask band (if any) says clear sky; cloudy,
     shadowed and no-data pixels hold the no-data value in ``data``.
     """
     if not plan.groups:
@@ -253,11 +257,12 @@ def lazy_modality(plan: ModalityPlan) -> xr.Dataset:
             name=f"geoalign-{plan.name}-{plan.time_mode}-{_token(plan)}",
         )
     # Cloudy, shadowed and no-data pixels hold the no-data value, so validity is derived from the
-    # data in the same graph: no second read.
+    # data in the same graph: no second read. A pixel is valid where any band has data (bands a
+    # sensor flags as bad, such as EnMAP's water-vapour bands, are no-data everywhere).
     if np.dtype(plan.encoding.dtype).kind == "f":
-        valid = ~da.isnan(data).any(axis=1)
+        valid = (~da.isnan(data)).any(axis=1)
     else:
-        valid = (data != storage_nodata(plan.encoding)).all(axis=1)
+        valid = (data != storage_nodata(plan.encoding)).any(axis=1)
     coords = xr_coords(plan.geobox, crs_coord_name="spatial_ref")
     time_index = pd.DatetimeIndex(
         [

@@ -53,8 +53,10 @@ class ModalityRecipe(_Strict):
     query: dict[str, Any] | None = Field(None, description="STAC query-extension filter.")
     filter: dict[str, Any] | str | None = Field(None, description="CQL2 filter (JSON or text).")
     max_items: int | None = Field(None, gt=0, description="Cap on items found for this sensor.")
-    files: list[str] | None = Field(
-        None, description="Local rasters to use instead of a search (one item per file)."
+    files: list[str | dict[str, str]] | None = Field(
+        None,
+        description="Local rasters instead of a search: one item per file, or per mapping "
+        "{asset_key: file} (e.g. one file per Sentinel-2 band).",
     )
     file_datetime: str | None = Field(
         None, description="Acquisition time of the local files (ISO 8601), required with files."
@@ -95,6 +97,9 @@ class Recipe(_Strict):
     )
     crs: str | None = Field(None, description="Cube CRS; the UTM zone of the AOI when omitted.")
     base_resolution: float | None = Field(None, gt=0, description="Reference pixel size.")
+    origin: tuple[float, float] | None = Field(
+        None, description="A point (x, y) in cube CRS units on every modality's pixel edges."
+    )
     modalities: dict[str, ModalityRecipe] = Field(description="Sensors, keyed by group name.")
     labels: list[LabelRecipe] = Field(default_factory=list, description="Label layers.")
     output: str = Field(description="Output Zarr store.")

@@ -54,11 +54,11 @@ def find_items(
                 "acquisition time of the files"
             )
         when = dt.datetime.fromisoformat(modality.file_datetime.replace("Z", "+00:00"))
-        return list(
-            items_from_rasters(
-                [_resolve(base, f) for f in modality.files], collection=name, datetime=when
-            )
-        )
+        files = [
+            _resolve(base, f) if isinstance(f, str) else {k: _resolve(base, v) for k, v in f.items()}
+            for f in modality.files
+        ]
+        return list(items_from_rasters(files, collection=name, datetime=when))
     source = modality.catalog or recipe.catalog
     if source is None:
         raise InvalidInputError(
@@ -118,6 +118,7 @@ def plan_recipe(recipe: Recipe, base: Path) -> RecipeRun:
         aoi_crs=recipe.aoi_crs,
         crs=recipe.crs,
         base_resolution=recipe.base_resolution,
+        origin=recipe.origin,
         labels=labels,
         on_error=recipe.on_error,
     )

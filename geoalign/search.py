@@ -324,11 +324,18 @@ def _search_api(url: str, kwargs: Mapping[str, Any], policy: RetryPolicy) -> lis
         client = Client.open(url, stac_io=stac_io, timeout=policy.timeout)
         return list(client.search(**kwargs).items())
     except _EndpointError as err:
+        detail = str(err).strip()[:500]
+        if err.status_code is not None and err.status_code not in policy.status_forcelist:
+            raise StacApiError(
+                f"STAC API request {err.method} {err.href} was rejected with HTTP "
+                f"{err.status_code}: {detail}. Check the search arguments against what this API "
+                "supports (its conformance classes and queryables)"
+            ) from err
         status = f"HTTP {err.status_code}" if err.status_code else "no HTTP response"
         raise StacApiError(
-            f"STAC API request {err.method} {err.href} failed with {status} after up to "
-            f"{policy.total} retries: {str(err).strip()[:300]}. Check the URL and the service "
-            "status, or retry later (more retries: retry=RetryPolicy(total=...))"
+            f"STAC API request {err.method} {err.href} failed with {status} after "
+            f"{policy.total} retries: {detail}. Check the URL and the service status, or retry "
+            "later (more retries: retry=RetryPolicy(total=...))"
         ) from err
     except NotImplementedError as err:
         raise StacApiError(f"{url} does not offer STAC API item search ({err})") from err

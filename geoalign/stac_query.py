@@ -33,7 +33,8 @@ from geoalign.errors import InvalidInputError
 __all__ = ["QUERY_OPS", "compile_filter", "explain_empty", "search_catalog"]
 
 #: STAC query-extension operators and the CQL2 operators they mean.
-QUERY_OPS = {"eq": "=", "neq": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">=", "in": "in"}
+QUERY_OPS = {"eq": "=", "neq": "<>", "ne": "<>", "lt": "<", "lte": "<="}
+QUERY_OPS |= {"gt": ">", "gte": ">=", "in": "in"}
 _LIKE_OPS = {"startsWith": "{}%", "endsWith": "%{}", "contains": "%{}%"}
 #: Sort fields read from the index columns instead of the item properties.
 _COLUMNS = {"id": "id", "collection": "collection", "datetime": "start", "start_datetime": "start"}
@@ -208,5 +209,6 @@ def explain_empty(index: CatalogIndex, params: Mapping[str, Any]) -> str:
                     "datetime": "no item is dated within the datetime interval",
                 }[name]
             )
-    found = "; ".join(hints) + ". " if hints else ""
+    found = "; ".join(hints)
+    found = found[:1].upper() + found[1:] + ". " if found else ""
     return f"{found}The catalog holds {index.summary()}. "

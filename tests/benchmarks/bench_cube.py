@@ -78,8 +78,37 @@ MIB = 1024 * 1024
 # ------------------------------------------------------------------------------------- helpers
 
 
-def _maxrss_bytes(who: int = resource.RUSAGE_SELF) -> int:
-    return resource.getrusage(who).ru_maxrss * 1024  # Linux reports KiB
+def _hwm_bytes(pid: int | str = "self") -> int | None:
+    """Peak resident set (VmHWM) of a live process, from /proc (Linux), or None."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _peak_rss_self() -> int:
+    """This process's peak RSS. VmHWM, not ru_maxrss: after fork + exec, Linux's ru_maxrss
+    starts from the PARENT's resident size, so a small worker started by a big parent would
+    report the parent's memory."""
+    hwm = _hwm_bytes()
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _run_measured(command: list[str]) -> int:
+    """Run ``command``; return its peak RSS, sampling /proc/PID/status every 5 ms (VmHWM only
+    grows, so the last sample before exit is the peak up to the last few milliseconds)."""
+    proc = subprocess.Popen(command)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _hwm_bytes(proc.pid) or 0)
+        time.sleep(0.005)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, command)
+    return peak
 
 
 def _load_items(config: dict[str, Any], name: str) -> list[Any]:
@@ -163,11 +192,11 @@ def worker_geoalign(config: dict[str, Any], bounds: list[float], store: Path) ->
         adapter = str(error)
         plan_cube(_requests(config, adapter=True), **kwargs)
     requests = _requests(config, adapter=bool(adapter))
-    baseline = _maxrss_bytes()
+    baseline = _peak_rss_self()
     start = time.perf_counter()
     build_cube(store, requests, overwrite=True, **kwargs)
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "peak_rss": _maxrss_bytes(), "baseline_rss": baseline,
+    return {"wall_s": wall, "peak_rss": _peak_rss_self(), "baseline_rss": baseline,
             "sensor_adapter": adapter or None}
 
 
@@ -178,7 +207,7 @@ def worker_odc(config: dict[str, Any], bounds: list[float], store: Path) -> dict
 
     items = {mod["name"]: _load_items(config, mod["name"]) for mod in MODALITIES}
     xr.Dataset().to_zarr(store, mode="w", consolidated=False, zarr_format=3)
-    baseline = _maxrss_bytes()
+    baseline = _peak_rss_self()
     start = time.perf_counter()
     for mod in MODALITIES:
         ds = odc.stac.load(
@@ -189,7 +218,7 @@ def worker_odc(config: dict[str, Any], bounds: list[float], store: Path) -> dict
         ds.to_zarr(store, group=mod["name"], mode="w", consolidated=False, zarr_format=3,
                    encoding=encoding)
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "peak_rss": _maxrss_bytes(), "baseline_rss": baseline}
+    return {"wall_s": wall, "peak_rss": _peak_rss_self(), "baseline_rss": baseline}
 
 
 def _gdal_jobs(config: dict[str, Any], bounds: list[float], folder: Path) -> list[list[list[str]]]:
@@ -229,11 +258,12 @@ def worker_gdalwarp(config: dict[str, Any], bounds: list[float], folder: Path) -
     folder.mkdir(parents=True, exist_ok=True)
     jobs = _gdal_jobs(config, bounds, folder)
     start = time.perf_counter()
+    peak = 0
     for commands in jobs:
         for command in commands:
-            subprocess.run(command, check=True)
+            peak = max(peak, _run_measured(command))
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "peak_rss": _maxrss_bytes(resource.RUSAGE_CHILDREN), "baseline_rss": 0,
+    return {"wall_s": wall, "peak_rss": peak, "baseline_rss": 0,
             "commands": [" ".join(c) for job in jobs for c in job][:3]}
 
 
