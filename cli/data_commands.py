@@ -22,7 +22,7 @@ def _table(rows: list[dict[str, Any]], title: str) -> None:
         Console().print(f"{title}: nothing")
         return
     for column in rows[0]:
-        table.add_column(str(column))
+        table.add_column(str(column), overflow="fold")
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
     Console().print(table)
@@ -119,7 +119,8 @@ def cube(
         size > parsed.max_bytes
         and not yes
         and not typer.confirm(
-            f"this build writes about {size / 1e9:.1f} GB (max_bytes {parsed.max_bytes / 1e9:.1f} GB). Go on?"
+            f"this build writes about {size / 1e9:.1f} GB "
+            f"(max_bytes {parsed.max_bytes / 1e9:.1f} GB). Go on?"
         )
     ):
         raise typer.Exit(1)
@@ -169,16 +170,21 @@ def info(
 
 
 def sensors() -> None:
-    """List the known sensors (built-in and from GEOALIGN_SENSORS files)."""
-    from geoalign.sensors import list_sensors
+    """List the known sensors (built-in, and those a recipe's sensors_file adds)."""
+    from geoalign.sensors import get_sensor, list_sensors
 
-    _table(
-        [
-            {"name": s.name, "kind": s.kind, "bands": len(s.bands), "notes": (s.notes or "")[:60]}
-            for s in list_sensors()
-        ],
-        "sensors",
-    )
+    rows = []
+    for name in list_sensors():
+        sensor = get_sensor(name)
+        rows.append(
+            {
+                "name": sensor.name,
+                "kind": sensor.kind,
+                "bands": len(sensor.bands) or "from files",
+                "description": sensor.description,
+            }
+        )
+    _table(rows, "sensors")
 
 
 def register(app: typer.Typer) -> None:

@@ -16,7 +16,9 @@ from geoalign.errors import GeoAlignError
 
 app = typer.Typer(
     name="geoalign",
-    help="Aligned multi-sensor Earth-observation cubes from STAC, pretraining and embedding rasters.",
+    help="Aligned multi-sensor Earth-observation cubes from STAC, pretraining and embedding "
+    "rasters.\n\nExit codes: 0 success, 1 unexpected failure, 2 bad input, 3 nothing found, "
+    "130 interrupted. Add --debug for full tracebacks.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from rich.console import Console
 
-        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {error}", highlight=False)
         return EXIT_NO_DATA if isinstance(error, NoDataFoundError) else EXIT_USER_ERROR
     except typer.Exit as done:
         return int(done.exit_code)
@@ -96,7 +98,16 @@ def main(argv: list[str] | None = None) -> int:
             return int(error.exit_code)
         if isinstance(error, click.exceptions.Abort):
             return EXIT_INTERRUPTED
-        raise
+        if _state["debug"]:
+            raise
+        from rich.console import Console
+
+        Console(stderr=True, soft_wrap=True).print(
+            f"[bold red]unexpected error:[/] {type(error).__name__}: {error}\n"
+            "Run again with --debug for the full traceback, and please report it.",
+            highlight=False,
+        )
+        return 1
     return 0
 
 

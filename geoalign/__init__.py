@@ -1,7 +1,7 @@
-"""geoalign: aligned multi-sensor Earth-observation cubes, multi-modal pretraining, embedding rasters.
+"""geoalign: aligned multi-sensor EO cubes, multi-modal pretraining, embedding rasters.
 
-The top-level package is the data layer (STAC search, sensors, grids, cubes). It never imports torch;
-the learning parts live in :mod:`geoalign.datasets` and :mod:`geoalign.models`.
+The top-level package is the data layer (STAC search, sensors, grids, cubes). It never imports
+torch; the learning parts live in :mod:`geoalign.datasets` and :mod:`geoalign.models`.
 """
 
 from geoalign._version import __version__

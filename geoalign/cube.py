@@ -36,8 +36,8 @@ from geoalign.cube_store import (
     prepare_store,
     set_decoding_attrs,
     tiles_of,
-    write_group_metadata,
     without_decoding_attrs,
+    write_group_metadata,
     write_tiles,
 )
 from geoalign.errors import (

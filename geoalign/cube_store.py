@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import dask
+import dask.base
 import xarray as xr
 import zarr
 
@@ -233,7 +233,7 @@ def write_tiles(
                     zarr_format=3,
                 )
             )
-        dask.compute(*writes)
+        dask.base.compute(*writes)
         done.update(tile.key for tile in current)
         _write_progress(path, {"done": sorted(done), "fingerprint": fingerprint})
         if on_tile is not None:

@@ -58,7 +58,7 @@ def resolution_ratio(resolution: float, base: float) -> Fraction:
 
 
 def common_step(resolutions: Iterable[float]) -> Fraction:
-    """Return the smallest length that is a whole number of pixels at every resolution (their LCM)."""
+    """The smallest length that is a whole number of pixels at every resolution (their LCM)."""
     step: Fraction | None = None
     for res in resolutions:
         frac = as_fraction(res)
@@ -118,7 +118,7 @@ class CubeGrid:
         return self.geobox_at(self.resolutions[modality])
 
     def geobox_at(self, resolution: float) -> GeoBox:
-        """Return the GeoBox of the cube's bounds at ``resolution`` (an integer ratio of the base)."""
+        """The GeoBox of the cube's bounds at ``resolution`` (an integer ratio of the base)."""
         resolution_ratio(resolution, self.base_resolution)
         return GeoBox.from_bbox(self.bounds, self.crs, resolution=resolution, tight=True)
 
@@ -139,9 +139,14 @@ class CubeGrid:
         return cls(
             crs=crs,
             base_resolution=float(data["base_resolution"]),
-            bounds=BoundingBox(*data["bounds"], crs=crs),
+            bounds=BoundingBox(*_four(data["bounds"]), crs=crs),
             resolutions={k: float(v) for k, v in data["resolutions"].items()},
         )
+
+
+def _four(values: Any) -> tuple[float, float, float, float]:
+    left, bottom, right, top = (float(v) for v in values)
+    return left, bottom, right, top
 
 
 def make_grid(
@@ -201,7 +206,7 @@ def make_grid(
     return CubeGrid(
         crs=grid_crs,
         base_resolution=float(base),
-        bounds=BoundingBox(*bounds, crs=grid_crs),
+        bounds=BoundingBox(bounds.left, bounds.bottom, bounds.right, bounds.top, grid_crs),
         resolutions=dict(resolutions),
     )
 

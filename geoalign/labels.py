@@ -221,7 +221,7 @@ def raster_layer(layer: LabelLayer, grid: CubeGrid) -> xr.Dataset:
         src_crs=crs,
         src_nodata=IGNORE_VALUE,
         dst_transform=geobox.affine,
-        dst_crs=geobox.crs.to_wkt(),
+        dst_crs=str(geobox.crs),
         dst_nodata=IGNORE_VALUE,
         resampling=Resampling.nearest,
     )

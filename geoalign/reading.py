@@ -66,7 +66,7 @@ def storage_nodata(encoding: Encoding) -> float:
 
 
 class _DatasetCache:
-    """A small per-thread LRU of open rasterio datasets: opening a file costs about a millisecond."""
+    """A small per-thread LRU of open rasterio datasets (opening a file costs about 1 ms)."""
 
     def __init__(self, size: int = 64) -> None:
         self._size = size
@@ -182,7 +182,7 @@ def read_file_bands(
                 destination=values,
                 src_nodata=nodata,
                 dst_transform=geobox.affine,
-                dst_crs=geobox.crs.to_wkt(),
+                dst_crs=str(geobox.crs),
                 dst_nodata=np.nan,
                 resampling=resampling,
                 init_dest_nodata=True,

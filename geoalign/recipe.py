@@ -61,6 +61,9 @@ class ModalityRecipe(_Strict):
     file_datetime: str | None = Field(
         None, description="Acquisition time of the local files (ISO 8601), required with files."
     )
+    file_band_names: list[str] | None = Field(
+        None, description="Band names of the local files, in file order (else their descriptions)."
+    )
     time: Literal["series", "median", "least_cloudy"] = Field(
         "series", description="Keep each solar day, or composite all dates."
     )
@@ -96,6 +99,9 @@ class Recipe(_Strict):
         None, description="STAC API URL, preset (earth-search, planetary-computer) or local file."
     )
     crs: str | None = Field(None, description="Cube CRS; the UTM zone of the AOI when omitted.")
+    sensors_file: str | None = Field(
+        None, description="A YAML file of extra sensor descriptions (geoalign.sensors schema)."
+    )
     base_resolution: float | None = Field(None, gt=0, description="Reference pixel size.")
     origin: tuple[float, float] | None = Field(
         None, description="A point (x, y) in cube CRS units on every modality's pixel edges."

@@ -7,6 +7,7 @@ resolving the recipe's paths and calling :mod:`geoalign.search` and :mod:`geoali
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ def _resolve(base: Path, value: str) -> str:
     if "://" in value or value in ("earth-search", "planetary-computer"):
         return value
     path = Path(value)
-    return str(path if path.is_absolute() else (base / path))
+    return os.path.normpath(path if path.is_absolute() else (base / path))
 
 
 def _aoi(recipe: Recipe, base: Path) -> Any:
@@ -44,10 +45,9 @@ def find_items(
     name: str, modality: ModalityRecipe, recipe: Recipe, base: Path
 ) -> list[pystac.Item]:
     """The STAC items of one modality: local files turned into items, or a catalog search."""
-    from geoalign.search import search_items
-    from geoalign.stac_items import items_from_rasters
-
     if modality.files:
+        from geoalign.stac_items import items_from_rasters
+
         if not modality.file_datetime:
             raise InvalidInputError(
                 f"modalities.{name}.files needs modalities.{name}.file_datetime (ISO 8601), the "
@@ -55,16 +55,27 @@ def find_items(
             )
         when = dt.datetime.fromisoformat(modality.file_datetime.replace("Z", "+00:00"))
         files = [
-            _resolve(base, f) if isinstance(f, str) else {k: _resolve(base, v) for k, v in f.items()}
+            _resolve(base, f)
+            if isinstance(f, str)
+            else {k: _resolve(base, v) for k, v in f.items()}
             for f in modality.files
         ]
-        return list(items_from_rasters(files, collection=name, datetime=when))
+        return list(
+            items_from_rasters(
+                files,
+                collection=name,
+                datetime=when,
+                sensor_band_names=modality.file_band_names,
+            )
+        )
     source = modality.catalog or recipe.catalog
     if source is None:
         raise InvalidInputError(
             f"modality {name!r} has neither files nor a catalog: set catalog (a STAC API URL, "
             "'earth-search', 'planetary-computer' or a local catalog file) in the recipe"
         )
+    from geoalign.search import search_items
+
     found = search_items(
         _resolve(base, source),
         aoi=_aoi(recipe, base),
@@ -89,6 +100,10 @@ class RecipeRun:
 
 def plan_recipe(recipe: Recipe, base: Path) -> RecipeRun:
     """Search every sensor and plan the cube (no pixels read)."""
+    if recipe.sensors_file:
+        from geoalign.sensors import load_sensor_file
+
+        load_sensor_file(_resolve(base, recipe.sensors_file))
     requests = [
         ModalityRequest(
             name=name,

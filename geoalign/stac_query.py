@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import cql2
 import numpy as np
@@ -36,9 +37,8 @@ __all__ = ["QUERY_OPS", "compile_filter", "explain_empty", "search_catalog"]
 QUERY_OPS = {"eq": "=", "neq": "<>", "ne": "<>", "lt": "<", "lte": "<="}
 QUERY_OPS |= {"gt": ">", "gte": ">=", "in": "in"}
 _LIKE_OPS = {"startsWith": "{}%", "endsWith": "%{}", "contains": "%{}%"}
-#: Sort fields read from the index columns instead of the item properties.
-_COLUMNS = {"id": "id", "collection": "collection", "datetime": "start", "start_datetime": "start"}
-_COLUMNS["end_datetime"] = "end"
+#: Sort fields read from the index instead of the item dicts.
+_COLUMNS = {"id", "collection", "datetime", "start_datetime", "end_datetime"}
 
 
 def compile_filter(
@@ -117,23 +117,39 @@ def search_catalog(
         spatial = np.zeros(len(frame), dtype=bool)
         spatial[frame.sindex.query(geom, predicate="intersects")] = True
         mask &= spatial
-    positions = [int(p) for p in np.flatnonzero(mask)]
+    positions = np.flatnonzero(mask)
     expr = compile_filter(params.get("query"), params.get("filter"))
     specs = _sort_specs(params.get("sortby"))
     needs_items = expr is not None or any(f not in _COLUMNS for f, _ in specs)
-    rows: list[tuple[int, dict[str, Any] | None]]
-    if needs_items:
-        rows = list(zip(positions, index.items(positions), strict=True))
-        if expr is not None:
-            rows = [(p, d) for p, d in rows if d is not None and _matches(expr, d, frame, p)]
-    else:
-        rows = [(p, None) for p in positions]
+    dicts = index.items([int(p) for p in positions]) if needs_items else [None] * len(positions)
+    nat = np.iinfo(np.int64).min
+    rows = [
+        _Row(int(pos), item, None if start == nat else int(start), None if end == nat else int(end))
+        for pos, item, start, end in zip(
+            positions,
+            dicts,
+            frame["start"].array.asi8[positions],
+            frame["end"].array.asi8[positions],
+            strict=True,
+        )
+    ]
+    if expr is not None:
+        rows = [row for row in rows if _matches(expr, row)]
+    columns = {"id": frame["id"].to_numpy(dtype=object), "collection": None}
+    columns["collection"] = frame["collection"].to_numpy(dtype=object)
     for fld, desc in reversed(specs):  # stable multi-key sort, last key first
-        rows.sort(key=functools.partial(_sort_key, fld, frame=frame), reverse=desc)
+        rows.sort(key=functools.partial(_sort_key, fld, columns=columns), reverse=desc)
     rows = rows[:max_items] if max_items is not None else rows
     if needs_items:
-        return [d for _, d in rows if d is not None]
-    return index.items([p for p, _ in rows])
+        return [row.item for row in rows if row.item is not None]
+    return index.items([row.pos for row in rows])
+
+
+class _Row(NamedTuple):
+    pos: int  # row of the index
+    item: dict[str, Any] | None  # the item dict, when filters or sort keys need it
+    start: int | None  # start of the item's time range, ns since 1970 UTC
+    end: int | None  # end of the item's time range, ns since 1970 UTC
 
 
 def _interval(value: str) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -144,17 +160,21 @@ def _interval(value: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     return lo, hi
 
 
-def _matches(expr: cql2.Expr, item: dict[str, Any], frame: Any, pos: int) -> bool:
+def _matches(expr: cql2.Expr, row: _Row) -> bool:
     # pgstac reads ``datetime`` as the start of the item's range and ``end_datetime`` as its end
-    start, end = frame["start"].iat[pos], frame["end"].iat[pos]
+    item = row.item or {}
     props = dict(item.get("properties") or {})
-    if not pd.isna(start):
-        props["datetime"] = props["start_datetime"] = start.isoformat().replace("+00:00", "Z")
-        props["end_datetime"] = end.isoformat().replace("+00:00", "Z")
+    if row.start is not None and row.end is not None:
+        props["datetime"] = props["start_datetime"] = _iso(row.start)
+        props["end_datetime"] = _iso(row.end)
     try:
         return bool(expr.matches({**item, "properties": props}))
     except Exception:  # "could not reduce": a property is missing, false as SQL NULL is
         return False
+
+
+def _iso(ns: int) -> str:
+    return pd.Timestamp(ns, tz="UTC").isoformat().replace("+00:00", "Z")
 
 
 def _sort_specs(sortby: Any) -> list[tuple[str, bool]]:
@@ -170,21 +190,21 @@ def _sort_specs(sortby: Any) -> list[tuple[str, bool]]:
     return specs
 
 
-def _sort_key(fld: str, row: tuple[int, dict[str, Any] | None], *, frame: Any) -> tuple[Any, ...]:
-    pos, item = row
-    if fld in _COLUMNS:
-        value = frame[_COLUMNS[fld]].iat[pos]
-        value = None if pd.isna(value) else value
+def _sort_key(fld: str, row: _Row, *, columns: Mapping[str, Any]) -> tuple[Any, ...]:
+    value: Any
+    if fld in ("datetime", "start_datetime", "end_datetime"):
+        value = row.end if fld == "end_datetime" else row.start
+    elif fld in columns:
+        value = columns[fld][row.pos]
     else:
-        value = ((item or {}).get("properties") or {}).get(fld, item.get(fld) if item else None)
-    if value is None:
+        item = row.item or {}
+        value = (item.get("properties") or {}).get(fld, item.get(fld))
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return (1,)  # NULL: last ascending, first descending, as in PostgreSQL
-    if isinstance(value, pd.Timestamp):
-        return (0, 1, value.value)
     if isinstance(value, bool):
         return (0, 0, int(value))
     if isinstance(value, (int, float)):
-        return (0, 1, float(value))
+        return (0, 1, float(value) if isinstance(value, float) else value)
     if isinstance(value, str):
         return (0, 2, value)
     return (0, 3, json.dumps(value, sort_keys=True))
@@ -192,23 +212,19 @@ def _sort_key(fld: str, row: tuple[int, dict[str, Any] | None], *, frame: Any) -
 
 def explain_empty(index: CatalogIndex, params: Mapping[str, Any]) -> str:
     """Name the search arguments that alone exclude every item; say what the catalog holds."""
-    hints = []
-    checks = {
-        "collections": ("collections",),
-        "area": ("bbox", "intersects"),
-        "datetime": ("datetime",),
+    reasons = {
+        "collections": "none of the collections is in the catalog",
+        "bbox": "the search area overlaps no item (check the AOI's CRS and the lon/lat axis order)",
+        "intersects": "the search area overlaps no item (check the AOI's CRS and the lon/lat "
+        "axis order)",
+        "datetime": "no item is dated within the datetime interval",
     }
-    for name, keys in checks.items():
-        alone = {k: params[k] for k in keys if params.get(k) is not None}
-        if alone and not search_catalog(index, alone, max_items=1):
-            hints.append(
-                {
-                    "collections": "none of the collections is in the catalog",
-                    "area": "the search area overlaps no item (check the AOI's CRS and the "
-                    "lon/lat axis order)",
-                    "datetime": "no item is dated within the datetime interval",
-                }[name]
-            )
+    hints = [
+        reason
+        for key, reason in reasons.items()
+        if params.get(key) is not None
+        and not search_catalog(index, {key: params[key]}, max_items=1)
+    ]
     found = "; ".join(hints)
     found = found[:1].upper() + found[1:] + ". " if found else ""
     return f"{found}The catalog holds {index.summary()}. "

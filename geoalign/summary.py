@@ -99,7 +99,8 @@ def hillshade(
     aspect = np.arctan2(-dx, dy)
     az, alt = np.radians(azimuth), np.radians(altitude)
     shaded = np.sin(alt) * np.sin(slope) + np.cos(alt) * np.cos(slope) * np.cos(az - aspect)
-    return np.clip(shaded, 0, 1)
+    result: np.ndarray = np.clip(shaded, 0, 1)
+    return result
 
 
 def _pick(bands: list[str], *names: str) -> list[int] | None:

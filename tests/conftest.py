@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.support.data import require_data, running_in_ci
-from tests.support.stac_api import LocalStacApi, PostgresNotFoundError, find_postgres
+from support.data import require_data, running_in_ci
+from support.stac_api import LocalStacApi, PostgresNotFoundError, find_postgres
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ import rasterio
 import shapely
 from shapely.geometry import shape
 from stac_geoparquet.arrow import stac_table_to_items
+from support.stac_api import REAL_ITEM_FILES, read_items
 
 from geoalign.catalogs import detect_format, open_catalog
 from geoalign.errors import (
@@ -35,7 +36,6 @@ from geoalign.errors import (
     OutputExistsError,
 )
 from geoalign.search import items_from_rasters, search_items, write_catalog
-from tests.support.stac_api import REAL_ITEM_FILES, read_items
 
 Item = dict[str, Any]
 Predicate = Callable[[dict[str, Any]], bool]

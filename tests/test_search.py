@@ -24,6 +24,7 @@ import pystac
 import pytest
 import shapely
 from shapely.geometry import shape
+from support.stac_api import REAL_ITEM_FILES, LocalStacApi, load_real_items, read_items
 
 from geoalign.errors import (
     DataFileNotFoundError,
@@ -33,7 +34,6 @@ from geoalign.errors import (
     StacApiError,
 )
 from geoalign.search import PRESETS, RetryPolicy, StacPreset, search_items, write_catalog
-from tests.support.stac_api import REAL_ITEM_FILES, LocalStacApi, load_real_items, read_items
 
 FAST = RetryPolicy(total=3, backoff_factor=0.01, timeout=5.0)
 

@@ -24,15 +24,14 @@ from pystac_client import Client
 from rasterio.crs import CRS
 from rasterio.windows import Window
 from shapely.geometry import box, shape
-
-from tests.support.fake_assets import (
+from support.fake_assets import (
     MissingGeometryError,
     data_window,
     declared_raster,
     expected_data,
     localize_item,
 )
-from tests.support.stac_api import (
+from support.stac_api import (
     LocalStacApi,
     PostgresInstall,
     StacApiError,

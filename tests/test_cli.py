@@ -1,0 +1,108 @@
+"""The geoalign command: fast help, version, recipes end to end, errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from support.data import REPO_ROOT
+
+from geoalign import __version__
+from geoalign.cli.main import EXIT_NO_DATA, EXIT_USER_ERROR, main
+
+RECIPE = REPO_ROOT / "tutorials" / "recipes" / "sen1floods11.yaml"
+
+
+def test_help_is_fast_and_imports_no_heavy_library(tmp_path: Path) -> None:
+    code = (
+        "import sys, time; t = time.perf_counter(); from geoalign.cli.main import main; "
+        "rc = main(['--help']); "
+        "heavy = [m for m in ('torch', 'torchgeo', 'lightning', 'xarray', 'rasterio') "
+        "if m in sys.modules]; print('HEAVY', heavy, time.perf_counter() - t)"
+    )
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    wall = time.perf_counter() - start
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("HEAVY")][0]
+    assert "HEAVY []" in line, line
+    assert "cube" in out.stdout and "search" in out.stdout
+    assert wall < 5  # generous for a loaded CI machine; about 0.3 s here
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"geoalign {__version__}"
+
+
+def test_recipe_dry_run_then_build_then_info(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    del shared_data  # the recipe reads the real Sen1Floods11 chip
+    recipe = tmp_path / "recipe.yaml"
+    text = RECIPE.read_text().replace(
+        "../../../shared/data", str(REPO_ROOT.parent / "shared" / "data")
+    )
+    text = text.replace(
+        "sensors_file: sen1floods11_sensors.yaml",
+        f"sensors_file: {RECIPE.parent / 'sen1floods11_sensors.yaml'}",
+    )
+    recipe.write_text(text.replace("../../out/sen1floods11.zarr", "cube.zarr"))
+    assert main(["cube", str(recipe), "--dry-run"]) == 0
+    assert "EPSG:32630" in capsys.readouterr().out
+    assert not (tmp_path / "cube.zarr").exists()
+    assert main(["cube", str(recipe)]) == 0
+    assert (tmp_path / "cube.zarr" / "zarr.json").exists()
+    capsys.readouterr()
+    assert (
+        main(["info", str(tmp_path / "cube.zarr"), "--json", "--quicklooks", str(tmp_path / "ql")])
+        == 0
+    )
+    out = capsys.readouterr().out
+    summary = json.loads(out[: out.rindex("]") + 1])
+    assert {s["name"] for s in summary} == {"s1", "s2"}
+    assert (tmp_path / "ql" / "s1_vv_vh.png").exists()
+    # a second build refuses to overwrite
+    assert main(["cube", str(recipe)]) == EXIT_USER_ERROR
+    assert "overwrite" in capsys.readouterr().err
+
+
+def test_invalid_recipe_points_at_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(
+        "aoi: [0, 0, 1, 1]\noutput: x.zarr\nmodalities:\n  s2:\n    sensor: sentinel-2-l2a\n"
+        "    resolution: -10\n"
+    )
+    assert main(["cube", str(recipe)]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "modalities.s2.resolution" in err and "line 6" in err
+    assert "Traceback" not in err
+
+
+def test_missing_cube_and_unknown_sensor_exit_codes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["info", str(tmp_path / "nope.zarr")]) == EXIT_USER_ERROR
+    assert "does not exist" in capsys.readouterr().err
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "aoi: [0, 0, 1, 1]\noutput: x.zarr\nmodalities:\n  a:\n    sensor: no-such-sensor\n"
+        "    resolution: 10\n    files: [x.tif]\n    file_datetime: '2020-01-01'\n"
+    )
+    code = main(["cube", str(recipe)])
+    err = capsys.readouterr().err
+    assert code in (EXIT_USER_ERROR, EXIT_NO_DATA)
+    assert "x.tif" in err or "no-such-sensor" in err
+
+
+def test_sensors_command_lists_builtins(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sensors"]) == 0
+    out = capsys.readouterr().out
+    assert "sentinel-2-l2a" in out and "naip" in out
