@@ -129,7 +129,7 @@ def open_catalog(path: str | Path) -> CatalogIndex:
 
 
 def detect_format(path: Path) -> CatalogFormat:
-    """Tell a catalog's format from its suffix, and for JSON from its ``type`` member."""
+    """A catalog's format from its suffix; a ``.json`` file may still turn out a static catalog."""
     if path.is_dir():
         return "static"
     suffix = path.suffix.lower()
@@ -138,9 +138,7 @@ def detect_format(path: Path) -> CatalogFormat:
     if suffix in {".ndjson", ".jsonl", ".geojsonl", ".geojsons"}:
         return "ndjson"
     if suffix in {".json", ".geojson"}:
-        with path.open("rb") as fh:
-            head = fh.read(65536).decode("utf-8", errors="replace")
-        return "static" if '"Catalog"' in head or '"Collection"' in head else "json"
+        return "json"
     raise InvalidInputError(
         f"local catalog {path} has suffix {suffix!r}: use a STAC catalog.json, an ItemCollection "
         ".json/.geojson, an .ndjson file or a stac-geoparquet .parquet file"
@@ -162,15 +160,19 @@ def _stamp(path: Path) -> tuple[str, int, int]:
 
 def _read_json(path: Path, fmt: CatalogFormat) -> CatalogIndex:
     stamps = [_stamp(path)]
-    if fmt == "static":
-        dicts, stamps = _walk_static(path / "catalog.json" if path.is_dir() else path)
-    elif fmt == "ndjson":
+    if fmt == "ndjson":
         with path.open(encoding="utf-8") as fh:
             dicts = [json.loads(line) for line in fh if line.strip()]
     else:
-        with path.open(encoding="utf-8") as fh:
-            doc = json.load(fh)
-        if isinstance(doc, Mapping) and doc.get("type") == "FeatureCollection":
+        doc: Any = None
+        if fmt == "json":
+            with path.open(encoding="utf-8") as fh:
+                doc = json.load(fh)
+        kind = doc.get("type") if isinstance(doc, Mapping) else None
+        if fmt == "static" or kind in ("Catalog", "Collection"):
+            fmt = "static"
+            dicts, stamps = _walk_static(path / "catalog.json" if path.is_dir() else path)
+        elif kind == "FeatureCollection":
             dicts = list(doc.get("features") or [])
         else:
             dicts = list(doc) if isinstance(doc, list) else [doc]
@@ -248,9 +250,12 @@ def _read_geoparquet(path: Path) -> CatalogIndex:
     names = table.column_names
     if "bbox" in names and pa.types.is_list(table.schema.field("bbox").type):
         # stac-geoparquet before 0.4 wrote bbox as a list; the reader wants a struct
-        corners = np.asarray(pc.list_flatten(table.column("bbox")), dtype="float64").reshape(-1, 4)
+        bbox = table.column("bbox").combine_chunks()
+        size = len(bbox[0]) if len(bbox) else 4  # 4 numbers (2D) or 6 (3D)
+        corners = np.asarray(pc.list_flatten(bbox), dtype="float64").reshape(-1, size)
+        take = (0, 1, size // 2, size // 2 + 1)
         struct = pa.StructArray.from_arrays(
-            [pa.array(corners[:, i]) for i in range(4)], names=["xmin", "ymin", "xmax", "ymax"]
+            [pa.array(corners[:, i]) for i in take], names=["xmin", "ymin", "xmax", "ymax"]
         )
         table = table.set_column(names.index("bbox"), "bbox", struct)
     wkb = table.column("geometry").combine_chunks()

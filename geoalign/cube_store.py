@@ -151,6 +151,8 @@ def _encoding(ds: xr.Dataset, chunk: int, compression: Compression) -> dict[str,
             for dim, size in zip(var.dims, var.shape, strict=True)
         )
         encoding[str(name)] = {"chunks": chunks, "compressors": _compressors(compression)}
+        if "_FillValue" in var.encoding:  # the no-data value, masked when the cube is opened
+            encoding[str(name)]["_FillValue"] = var.encoding["_FillValue"]
     return encoding
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 from urllib.parse import urlparse
 
+import pandas as pd
 import pystac
 from pystac_client import Client, ItemSearch
 from pystac_client.exceptions import APIError
@@ -222,9 +223,9 @@ def search_items(
     """
     if aoi is not None and bbox is not None:
         raise InvalidInputError("pass either aoi= or bbox=, not both: bbox is a lon/lat aoi")
-    for name, value, low in (("max_items", max_items, 1), ("limit", limit, 1)):
+    for name, value in (("max_items", max_items), ("limit", limit)):
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < low
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
             raise InvalidInputError(f"{name}={value!r} must be a positive integer or None")
     if limit is not None and limit > 10_000:
@@ -275,12 +276,17 @@ def _normalise(kwargs: Mapping[str, Any]) -> dict[str, Any]:
         body = ItemSearch("http://localhost/search", method="POST", **kwargs).get_parameters()
     except Exception as err:  # pystac-client raises bare Exception for bad datetimes or sortby
         raise InvalidInputError(f"search arguments rejected: {err}; check datetime/sortby") from err
-    when = body.get("datetime")
-    if when and "/" in when:
-        start, end = when.split("/")
-        if start not in ("", "..") and end not in ("", "..") and start > end:
+    if when := body.get("datetime"):
+        try:
+            ends = [None if e in ("", "..") else pd.Timestamp(e) for e in str(when).split("/")]
+        except ValueError as err:
             raise InvalidInputError(
-                f"datetime={kwargs['datetime']!r} ends before it starts ({start} > {end}): "
+                f"datetime={kwargs['datetime']!r} is not ISO-8601 ({err}): write e.g. "
+                "'2020-06-01', '2020-06-01T10:00:00Z' or '2020-01-01/2020-03-31'"
+            ) from err
+        if len(ends) == 2 and ends[0] is not None and ends[1] is not None and ends[0] > ends[1]:
+            raise InvalidInputError(
+                f"datetime={kwargs['datetime']!r} ends before it starts ({when}): "
                 "give the interval as (start, end)"
             )
     return dict(body)

@@ -277,6 +277,7 @@ def test_aoi_that_overlaps_no_item(naip_catalog: Path, shared_data: Path) -> Non
         ({"max_items": 0}, "max_items=0 must be a positive integer"),
         ({"limit": 20_000}, "above 10,000"),
         ({"datetime": "2020-13-45"}, "datetime"),
+        ({"datetime": "2020-01-01T25:00:00Z"}, "not ISO-8601"),
         ({"datetime": ("2021-01-01", "2020-01-01")}, "ends before it starts"),
         ({"filter": "eo:cloud_cover <<< 3"}, "not valid CQL2"),
         ({"query": {"eo:cloud_cover": {"below": 3}}}, "query operator 'below'"),
@@ -295,8 +296,10 @@ def test_unknown_source() -> None:
 
 # -- the same answers as a real STAC API (pgstac + stac-fastapi on 127.0.0.1) ----------------------
 
-SAME_AS_API: list[dict[str, Any]] = [
-    {},
+SAME_AS_API: list[Any] = [
+    pytest.param(
+        {}, marks=pytest.mark.slow, id="all-10159-items"
+    ),  # ~25 s: the API pages 10k items
     {"max_items": 40},
     {"bbox": (-105.0, 39.5, -104.5, 40.0)},
     {"aoi": shapely.Polygon([(-114.2, 37.9), (-113.9, 38.3), (-112.0, 38.0)])},
@@ -331,7 +334,9 @@ def loaded_api(
 
 
 @pytest.mark.parametrize(
-    "args", SAME_AS_API, ids=[json.dumps(a, default=str)[:60] for a in SAME_AS_API]
+    "args",
+    SAME_AS_API,
+    ids=[None if i == 0 else json.dumps(a, default=str)[:60] for i, a in enumerate(SAME_AS_API)],
 )
 def test_local_catalog_answers_like_the_api(
     loaded_api: tuple[str, Path], args: dict[str, Any]
@@ -343,3 +348,14 @@ def test_local_catalog_answers_like_the_api(
     here = search_items(local, **args)
     assert [i.id for i in here] == [i.id for i in remote]
     assert len(here) > 0
+
+
+def test_api_paging_with_small_pages(loaded_api: tuple[str, Path]) -> None:
+    """pystac-client follows the API's next links (7 items a page) up to max_items."""
+    url, local = loaded_api
+    args: dict[str, Any] = {"collections": "naip", "bbox": (-104.0, 38.0, -102.0, 41.0)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        remote = search_items(url, limit=7, max_items=30, retry=FAST, **args)
+    assert [i.id for i in remote] == [i.id for i in search_items(local, max_items=30, **args)]
+    assert len(remote) == 30

@@ -98,6 +98,11 @@ def _peak_rss_self() -> int:
     return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _cpu_s(who: int = resource.RUSAGE_SELF) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run_measured(command: list[str]) -> int:
     """Run ``command``; return its peak RSS, sampling /proc/PID/status every 5 ms (VmHWM only
     grows, so the last sample before exit is the peak up to the last few milliseconds)."""
@@ -193,10 +198,12 @@ def worker_geoalign(config: dict[str, Any], bounds: list[float], store: Path) ->
         plan_cube(_requests(config, adapter=True), **kwargs)
     requests = _requests(config, adapter=bool(adapter))
     baseline = _peak_rss_self()
+    cpu = _cpu_s()
     start = time.perf_counter()
     build_cube(store, requests, overwrite=True, **kwargs)
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "peak_rss": _peak_rss_self(), "baseline_rss": baseline,
+    return {"wall_s": wall, "cpu_s": _cpu_s() - cpu, "peak_rss": _peak_rss_self(),
+            "baseline_rss": baseline,
             "sensor_adapter": adapter or None}
 
 
@@ -208,6 +215,7 @@ def worker_odc(config: dict[str, Any], bounds: list[float], store: Path) -> dict
     items = {mod["name"]: _load_items(config, mod["name"]) for mod in MODALITIES}
     xr.Dataset().to_zarr(store, mode="w", consolidated=False, zarr_format=3)
     baseline = _peak_rss_self()
+    cpu = _cpu_s()
     start = time.perf_counter()
     for mod in MODALITIES:
         ds = odc.stac.load(
@@ -218,7 +226,8 @@ def worker_odc(config: dict[str, Any], bounds: list[float], store: Path) -> dict
         ds.to_zarr(store, group=mod["name"], mode="w", consolidated=False, zarr_format=3,
                    encoding=encoding)
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "peak_rss": _peak_rss_self(), "baseline_rss": baseline}
+    return {"wall_s": wall, "cpu_s": _cpu_s() - cpu, "peak_rss": _peak_rss_self(),
+            "baseline_rss": baseline}
 
 
 def _gdal_jobs(config: dict[str, Any], bounds: list[float], folder: Path) -> list[list[list[str]]]:
@@ -257,13 +266,15 @@ def worker_gdalwarp(config: dict[str, Any], bounds: list[float], folder: Path) -
     """Time the gdalbuildvrt + gdalwarp command lines, one after another."""
     folder.mkdir(parents=True, exist_ok=True)
     jobs = _gdal_jobs(config, bounds, folder)
+    cpu = _cpu_s(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     peak = 0
     for commands in jobs:
         for command in commands:
             peak = max(peak, _run_measured(command))
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "peak_rss": peak, "baseline_rss": 0,
+    return {"wall_s": wall, "cpu_s": _cpu_s(resource.RUSAGE_CHILDREN) - cpu, "peak_rss": peak,
+            "baseline_rss": 0,
             "commands": [" ".join(c) for job in jobs for c in job][:3]}
 
 
