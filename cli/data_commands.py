@@ -7,10 +7,14 @@ the commands so that ``geoalign --help`` stays fast.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from geoalign.errors import InvalidInputError
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> None:
@@ -84,8 +88,18 @@ def cube(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Do not ask before large builds.")
     ] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="Run on a dask LocalCluster with this many processes.")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Run on an existing dask scheduler (tcp://host:8786).")
+    ] = None,
 ) -> None:
-    """Build (or resume) the aligned cube a recipe describes."""
+    """Build (or resume) the aligned cube a recipe describes.
+
+    By default the build uses dask's threaded scheduler, the fastest choice on one machine; use
+    --workers or --scheduler to run the same build on a dask.distributed cluster.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -124,13 +138,16 @@ def cube(
         )
     ):
         raise typer.Exit(1)
-    with Progress(
-        *Progress.get_default_columns()[:1],
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
+    with (
+        _dask_client(workers, scheduler),
+        Progress(
+            *Progress.get_default_columns()[:1],
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress,
+    ):
         task = progress.add_task("writing tiles", total=None)
 
         def on_tile(done: int, total: int) -> None:
@@ -145,6 +162,29 @@ def cube(
             on_tile=on_tile,
         )
     console.print(f"[green]cube written:[/] {path}")
+
+
+@contextmanager
+def _dask_client(workers: int | None, scheduler: str | None) -> Iterator[None]:
+    """A dask.distributed client for the build when asked for, else nothing (threads)."""
+    if workers is not None and scheduler is not None:
+        raise InvalidInputError("give --workers (a local cluster) or --scheduler, not both")
+    if workers is None and scheduler is None:
+        yield
+        return
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        with Client(scheduler):
+            yield
+        return
+    if workers is not None and workers < 1:
+        raise InvalidInputError(f"--workers {workers}: give at least 1 worker")
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster),
+    ):
+        yield
 
 
 def info(

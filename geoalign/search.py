@@ -202,7 +202,8 @@ def search_items(
         ids: Item id(s).
         query: STAC query extension, e.g. ``{"eo:cloud_cover": {"lt": 20}}``; operators eq, neq,
             lt, lte, gt, gte, in, startsWith, endsWith, contains.
-        filter: CQL2 filter, cql2-text (``"eo:cloud_cover < 20"``) or cql2-json (dict).
+        filter: CQL2 filter, cql2-text (``"eo:cloud_cover < 20"``) or cql2-json (dict). With
+            ``query`` too, local catalogs AND the two (pgstac APIs refuse the combination).
         filter_lang: Force the filter language; by default it follows the filter's type.
         sortby: ``"-datetime"``, ``["+eo:cloud_cover", "-datetime"]`` or
             ``[{"field": ..., "direction": "asc"}]``; default datetime descending.

@@ -241,7 +241,9 @@ def _make_item(
         footprint = footprint | part
     start = end = None
     if isinstance(when, str) and "/" in when:
-        start, end = (_utc(w) for w in when.split("/"))
+        start, end = (_utc(w) for w in when.split("/", 1))
+        if start > end:
+            raise InvalidInputError(f"datetime {when!r} ends before it starts: give start/end")
         instant = None
     else:
         instant = _utc(when)

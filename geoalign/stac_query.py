@@ -135,8 +135,7 @@ def search_catalog(
     ]
     if expr is not None:
         rows = [row for row in rows if _matches(expr, row)]
-    columns = {"id": frame["id"].to_numpy(dtype=object), "collection": None}
-    columns["collection"] = frame["collection"].to_numpy(dtype=object)
+    columns = {name: frame[name].to_numpy(dtype=object) for name in ("id", "collection")}
     for fld, desc in reversed(specs):  # stable multi-key sort, last key first
         rows.sort(key=functools.partial(_sort_key, fld, columns=columns), reverse=desc)
     rows = rows[:max_items] if max_items is not None else rows

@@ -70,6 +70,13 @@ def test_recipe_dry_run_then_build_then_info(
     # a second build refuses to overwrite
     assert main(["cube", str(recipe)]) == EXIT_USER_ERROR
     assert "overwrite" in capsys.readouterr().err
+    # the same build on a 2-process dask LocalCluster gives the same cube
+    import xarray as xr
+
+    first = xr.open_zarr(str(tmp_path / "cube.zarr"), group="s2", consolidated=False)["data"].load()
+    assert main(["cube", str(recipe), "--overwrite", "--workers", "2"]) == 0
+    again = xr.open_zarr(str(tmp_path / "cube.zarr"), group="s2", consolidated=False)["data"]
+    xr.testing.assert_identical(first, again.load())
 
 
 def test_invalid_recipe_points_at_the_line(
