@@ -115,9 +115,9 @@ def cube(
             "modality": name,
             "sensor": plan.sensor,
             "items": sum(len(g) for g in plan.groups),
-            "time steps": len(plan.groups)
+            "time steps": len(plan.steps())
             if plan.time_mode == "series"
-            else f"1 ({plan.time_mode})",
+            else f"{len(plan.steps())} ({plan.time_mode})",
             "grid (y x)": f"{plan.geobox.shape.y} x {plan.geobox.shape.x}",
             "resolution": plan.geobox.resolution.x,
             "bands": len(plan.band_names),
@@ -181,7 +181,7 @@ def _dask_client(workers: int | None, scheduler: str | None) -> Iterator[None]:
     if workers is not None and workers < 1:
         raise InvalidInputError(f"--workers {workers}: give at least 1 worker")
     with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster,
+        LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster,
         Client(cluster),
     ):
         yield

@@ -75,6 +75,8 @@ class ModalityRequest:
         resolution: Pixel size in units of the cube CRS (metres for UTM).
         bands: Canonical band names to keep; None keeps every band of the sensor.
         time: ``"series"`` keeps each solar day; ``"median"`` or ``"least_cloudy"`` composite.
+        period: For composites, one per pandas period (``"M"``, ``"Q"``, ``"Y"``, ``"W"``...);
+            None makes one composite of all dates.
         resampling: GDAL resampling for sources on another grid ("nearest", "bilinear",
             "cubic", "average"...). Nearest keeps values, bilinear smooths continuous fields.
         mask_clouds: Set cloudy and shadowed pixels (sensor mask band, e.g. SCL) to no-data.
@@ -87,6 +89,7 @@ class ModalityRequest:
     resolution: float
     bands: Sequence[str] | None = None
     time: TimeMode = "series"
+    period: str | None = None
     resampling: str = "nearest"
     mask_clouds: bool = True
     sar_unit: SarUnit | None = None
@@ -116,7 +119,7 @@ class CubePlan:
         """Estimated size of the cube's arrays in bytes (before compression)."""
         total = 0
         for plan in self.modalities.values():
-            steps = len(plan.groups) if plan.time_mode == "series" else 1
+            steps = len(plan.steps())
             pixels = plan.geobox.shape.y * plan.geobox.shape.x
             total += (
                 steps * pixels * (len(plan.band_names) * np.dtype(plan.encoding.dtype).itemsize + 1)
@@ -139,7 +142,7 @@ class CubePlan:
             "modalities": {
                 name: {
                     "bands": plan.band_names,
-                    "time": plan.time_mode,
+                    "time": [plan.time_mode, plan.period],
                     "encoding": [plan.encoding.dtype, plan.encoding.scale, plan.encoding.offset],
                     "items": [[i.item_id for i in g] for g in plan.groups],
                     "resampling": plan.resampling.name,
@@ -179,7 +182,9 @@ def _check_assets(
         if "://" not in href and not href.startswith("/vsi") and not os.path.exists(href):
             return "file does not exist"
         try:
-            with rasterio.open(href):
+            with rasterio.open(href) as src:
+                if src.crs is None:
+                    return "it has no CRS: fix the file (gdal_edit.py -a_srs) or its georeferencing"
                 return None
         except Exception as error:  # any GDAL failure means the asset is unusable
             return f"GDAL cannot open it: {error}"
@@ -299,6 +304,7 @@ def _plan_modality(
         groups=group_by_solar_day(kept, longitude),
         encoding=storage,
         time_mode=request.time,
+        period=request.period,
         resampling=_resampling(request.resampling),
         mask=sensor.mask if request.mask_clouds else None,
         chunk=default_chunk(request.resolution),

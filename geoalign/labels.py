@@ -46,6 +46,7 @@ class LabelLayer:
             a point, else polygons), ``"raster"``, ``"polygons"`` or ``"points"``.
         ignore_values: For rasters, source values that mean "no label" (besides the file's
             nodata); they become :data:`IGNORE_VALUE`.
+        layer: Layer of a multi-layer vector file (GeoPackage); None reads the default one.
         all_touched: Burn every pixel a polygon touches, not only those whose centre it covers.
     """
 
@@ -56,6 +57,7 @@ class LabelLayer:
     kind: Literal["auto", "raster", "polygons", "points"] = "auto"
     all_touched: bool = False
     ignore_values: tuple[int, ...] = ()
+    layer: str | None = None
 
     def is_raster(self) -> bool:
         """True if the source is a raster file (by ``kind``, or by what GDAL can open)."""
@@ -73,7 +75,7 @@ class LabelLayer:
                 raise DataFileNotFoundError(
                     f"label file {path} (layer {self.name!r}) does not exist"
                 )
-            frame = gpd.read_file(path)
+            frame = gpd.read_file(path, layer=self.layer)
         if frame.crs is None:
             raise CRSError(
                 f"label layer {self.name!r} has no CRS: set it on the GeoDataFrame "
@@ -95,8 +97,12 @@ class LabelLayer:
                 f"{self.name}:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{self.resolution}"
             )
         frame = self.read()
-        digest = hashlib.sha256(frame.to_wkb().to_json().encode()).hexdigest()
-        return f"{self.name}:{self.column}:{self.resolution}:{self.kind}:{digest}"
+        digest = hashlib.sha256()
+        for geometry in frame.geometry.to_wkb():
+            digest.update(geometry)
+        digest.update(frame.drop(columns="geometry").to_csv().encode())
+        digest.update(str(frame.crs).encode())
+        return f"{self.name}:{self.column}:{self.resolution}:{self.kind}:{digest.hexdigest()}"
 
 
 def _class_codes(values: pd.Series) -> tuple[np.ndarray, dict[int, str]]:
@@ -161,8 +167,9 @@ def point_layer(layer: LabelLayer, frame: gpd.GeoDataFrame, grid: CubeGrid) -> x
     frame = frame.to_crs(grid.crs.to_wkt())
     x = frame.geometry.x.to_numpy()
     y = frame.geometry.y.to_numpy()
-    inverse = ~geobox.affine
-    col_f, row_f = inverse * (x, y)
+    transform = geobox.affine  # north-up: no rotation terms on a cube grid
+    col_f = (x - transform.c) / transform.a
+    row_f = (y - transform.f) / transform.e
     col, row = np.floor(col_f).astype(np.int64), np.floor(row_f).astype(np.int64)
     inside = (row >= 0) & (row < geobox.shape.y) & (col >= 0) & (col < geobox.shape.x)
     variables: dict[str, Any] = {
@@ -175,10 +182,10 @@ def point_layer(layer: LabelLayer, frame: gpd.GeoDataFrame, grid: CubeGrid) -> x
         if column == "geometry":
             continue
         values = frame[column].to_numpy()[inside]
-        variables[f"attr_{column}"] = (
-            "point",
-            values.astype(str) if values.dtype == object else values,
-        )
+        if values.dtype.kind in "OUS":
+            # variable-length strings: the only string type with a stable Zarr v3 encoding
+            values = np.array([str(v) for v in values], dtype=object)
+        variables[f"attr_{column}"] = ("point", values)
     return xr.Dataset(
         variables,
         attrs={

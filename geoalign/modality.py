@@ -10,6 +10,7 @@ it needs with :func:`geoalign.reading.read_file_bands` and is independent of all
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,9 @@ class ModalityPlan:
         groups: One tuple of items per output time step (solar day), in time order.
         encoding: Storage encoding of the data variable.
         time_mode: ``"series"`` keeps every date; ``"median"`` and ``"least_cloudy"`` composite.
+        period: For composites, a pandas period (``"M"`` monthly, ``"Q"`` quarterly, ``"Y"``
+            yearly, ``"W"`` weekly...) giving one composite per period, labelled by the period
+            start; None composites all dates.
         resampling: GDAL resampling used when a source grid differs from the modality grid.
         mask: The sensor's mask band and invalid classes, when clouds are masked.
         chunk: Block edge in pixels.
@@ -77,6 +81,7 @@ class ModalityPlan:
     groups: tuple[tuple[ItemSources, ...], ...]
     encoding: Encoding
     time_mode: TimeMode = "series"
+    period: str | None = None
     resampling: Resampling = Resampling.nearest
     mask: MaskSpec | None = None
     chunk: int = COARSE_CHUNK
@@ -85,8 +90,31 @@ class ModalityPlan:
 
     @property
     def times(self) -> list[dt.datetime]:
-        """Timestamp of each output time step (the earliest item of each group)."""
+        """Timestamp of each solar-day group (its earliest item)."""
         return [min(item.datetime for item in group) for group in self.groups]
+
+    def steps(self) -> list[tuple[pd.Timestamp, tuple[int, ...]]]:
+        """Output time steps: their timestamp and the indexes of the groups they combine.
+
+        A series has one step per group; a composite one step per ``period`` (labelled by the
+        period start) or a single step over all groups (labelled by the first date).
+        """
+        stamps = [pd.Timestamp(t).tz_convert(None) for t in self.times]
+        if self.time_mode == "series":
+            return [(stamp, (i,)) for i, stamp in enumerate(stamps)]
+        if self.period is None:
+            return [(stamps[0], tuple(range(len(stamps))))]
+        try:
+            labels = pd.DatetimeIndex(stamps).to_period(self.period).start_time
+        except ValueError as error:
+            raise InvalidInputError(
+                f"period={self.period!r} of modality {self.name!r} is not a pandas frequency: "
+                "use e.g. 'MS' (monthly), 'QS' (quarterly) or 'YS' (yearly)"
+            ) from error
+        by_label: dict[pd.Timestamp, list[int]] = defaultdict(list)
+        for index, label in enumerate(labels):
+            by_label[label].append(index)
+        return [(label, tuple(by_label[label])) for label in sorted(by_label)]
 
 
 def solar_day(when: dt.datetime, longitude: float) -> dt.date:
@@ -183,46 +211,50 @@ def _block_geobox(plan: ModalityPlan, block_info: dict[Any, Any] | None) -> GeoB
     return plan.geobox[y0:y1, x0:x1]
 
 
-def load_series_block(plan: ModalityPlan, block_info: dict[Any, Any] | None = None) -> np.ndarray:
-    """Dask block of the ``(time, band, y, x)`` data of a time series; one time step per block."""
-    if block_info is None:
-        raise InvalidInputError("internal: dask did not pass block_info to a cube block")
-    t0, _ = block_info[None]["array-location"][0]
-    data, _ = _mosaic(plan.groups[t0], _block_geobox(plan, block_info), plan)
-    return data[np.newaxis]
-
-
-def load_composite_block(
+def _median(
+    groups: Sequence[Sequence[ItemSources]],
+    geobox: GeoBox,
     plan: ModalityPlan,
-    block_info: dict[Any, Any] | None = None,
 ) -> np.ndarray:
-    """Dask block of a composite over all time steps, shape ``(1, band, y, x)``."""
-    geobox = _block_geobox(plan, block_info)
-    shape = (geobox.shape.y, geobox.shape.x)
-    if plan.time_mode == "least_cloudy":
-        items = sorted(
-            (i for g in plan.groups for i in g), key=lambda i: (i.cloud_cover, i.item_id)
-        )
-        data, _ = _mosaic(items, geobox, plan)
-        return data[np.newaxis]
-    stack = np.full((len(plan.groups), len(plan.band_names), *shape), np.nan, dtype=np.float64)
-    for t, group in enumerate(plan.groups):
+    """Per-pixel, per-band median over the valid observations of ``groups``, storage dtype."""
+    shape = (len(plan.band_names), geobox.shape.y, geobox.shape.x)
+    stack = np.full((len(groups), *shape), np.nan, dtype=np.float64)
+    for t, group in enumerate(groups):
         values, valid = _mosaic(group, geobox, plan)
         stack[t][valid] = values[valid]
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: no valid date
-            median = np.nanmedian(stack, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: no valid date
+        median = np.nanmedian(stack, axis=0)
     found = ~np.isnan(median)
-    out = np.full(
-        (len(plan.band_names), *shape), storage_nodata(plan.encoding), plan.encoding.dtype
-    )
+    out = np.full(shape, storage_nodata(plan.encoding), plan.encoding.dtype)
     dtype = np.dtype(plan.encoding.dtype)
     rounded = np.rint(median) if dtype.kind in "iu" else median
     out[found] = rounded[found].astype(dtype)
-    return out[np.newaxis]
+    return out
+
+
+def load_block(
+    plan: ModalityPlan,
+    steps: Sequence[tuple[int, ...]],
+    block_info: dict[Any, Any] | None = None,
+) -> np.ndarray:
+    """Dask block of the ``(time, band, y, x)`` data: one output time step per block.
+
+    A series step mosaics one solar day; a composite step takes the per-pixel median of its days,
+    or the least-cloudy valid observation (items in order of increasing cloud cover).
+    """
+    if block_info is None:
+        raise InvalidInputError("internal: dask did not pass block_info to a cube block")
+    t0, _ = block_info[None]["array-location"][0]
+    geobox = _block_geobox(plan, block_info)
+    groups = [plan.groups[i] for i in steps[t0]]
+    if plan.time_mode == "median" and len(groups) > 1:
+        return _median(groups, geobox, plan)[np.newaxis]
+    items = [item for group in groups for item in group]
+    if plan.time_mode == "least_cloudy":
+        items.sort(key=lambda item: (item.cloud_cover, item.item_id))
+    data, _ = _mosaic(items, geobox, plan)
+    return data[np.newaxis]
 
 
 def lazy_modality(plan: ModalityPlan) -> xr.Dataset:
@@ -238,24 +270,15 @@ def lazy_modality(plan: ModalityPlan) -> xr.Dataset:
     ychunks = _chunks(ny, plan.chunk)
     xchunks = _chunks(nx, plan.chunk)
     dtype = np.dtype(plan.encoding.dtype)
-    if plan.time_mode == "series":
-        times = plan.times
-        data = da.map_blocks(
-            load_series_block,
-            plan,
-            dtype=dtype,
-            chunks=((1,) * len(plan.groups), (nb,), ychunks, xchunks),
-            name=f"geoalign-{plan.name}-data-{_token(plan)}",
-        )
-    else:
-        times = [min(plan.times)]
-        data = da.map_blocks(
-            load_composite_block,
-            plan,
-            dtype=dtype,
-            chunks=((1,), (nb,), ychunks, xchunks),
-            name=f"geoalign-{plan.name}-{plan.time_mode}-{_token(plan)}",
-        )
+    steps = plan.steps()
+    data = da.map_blocks(
+        load_block,
+        plan,
+        [indexes for _, indexes in steps],
+        dtype=dtype,
+        chunks=((1,) * len(steps), (nb,), ychunks, xchunks),
+        name=f"geoalign-{plan.name}-{plan.time_mode}-{_token(plan)}",
+    )
     # Cloudy, shadowed and no-data pixels hold the no-data value, so validity is derived from the
     # data in the same graph: no second read. A pixel is valid where any band has data (bands a
     # sensor flags as bad, such as EnMAP's water-vapour bands, are no-data everywhere).
@@ -264,12 +287,7 @@ def lazy_modality(plan: ModalityPlan) -> xr.Dataset:
     else:
         valid = (data != storage_nodata(plan.encoding)).any(axis=1)
     coords = xr_coords(plan.geobox, crs_coord_name="spatial_ref")
-    time_index = pd.DatetimeIndex(
-        [
-            pd.Timestamp(t).tz_convert(None) if pd.Timestamp(t).tzinfo else pd.Timestamp(t)
-            for t in times
-        ]
-    )
+    time_index = pd.DatetimeIndex([stamp for stamp, _ in steps])
     # Object (variable-length) strings: Zarr v3 has a stable encoding for them, not for fixed <U.
     band_coords = {"band": np.array(plan.band_names, dtype=object)}
     for key, values in plan.band_attrs.items():
@@ -304,5 +322,6 @@ def _token(plan: ModalityPlan) -> str:
         plan.band_names,
         str(plan.geobox),
         plan.time_mode,
+        plan.period,
         [[(i.item_id, [s.href for s in i.bands]) for i in g] for g in plan.groups],
     )

@@ -67,6 +67,10 @@ class ModalityRecipe(_Strict):
     time: Literal["series", "median", "least_cloudy"] = Field(
         "series", description="Keep each solar day, or composite all dates."
     )
+    period: str | None = Field(
+        None,
+        description="With a composite: one per pandas period (M, Q, Y, W); all dates if unset.",
+    )
     resampling: str = Field("nearest", description="GDAL resampling for sources on other grids.")
     mask_clouds: bool = Field(True, description="Set cloud/shadow pixels to no-data (mask band).")
 
@@ -83,6 +87,7 @@ class LabelRecipe(_Strict):
     ignore_values: list[int] = Field(
         default_factory=list, description="Raster values meaning none."
     )
+    layer: str | None = Field(None, description="Layer of a multi-layer vector file.")
 
 
 class Recipe(_Strict):

@@ -112,6 +112,7 @@ def plan_recipe(recipe: Recipe, base: Path) -> RecipeRun:
             resolution=modality.resolution,
             bands=modality.bands,
             time=modality.time,
+            period=modality.period,
             resampling=modality.resampling,
             mask_clouds=modality.mask_clouds,
         )
@@ -124,6 +125,7 @@ def plan_recipe(recipe: Recipe, base: Path) -> RecipeRun:
             column=label.column,
             resolution=label.resolution,
             ignore_values=tuple(label.ignore_values),
+            layer=label.layer,
         )
         for label in recipe.labels
     ]

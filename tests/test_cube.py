@@ -503,6 +503,21 @@ def test_composites_median_and_least_cloudy(tmp_path: Path) -> None:
         composite = ds["data"].isel(time=0, band=0).values
         assert np.isnan(composite[:8]).all()
         assert composite[20, 20] == expected
+    monthly = build_cube(
+        tmp_path / "monthly.zarr",
+        [ModalityRequest("d", "dem", items, 10, time="median", period="M")],
+        aoi=aoi,
+        crs="EPSG:32633",
+    )
+    ds = open_cube(monthly)["d"].to_dataset()
+    assert [str(t)[:10] for t in ds.time.values] == ["2020-01-01", "2020-02-01", "2020-03-01"]
+    assert list(ds["data"].isel(band=0, y=20, x=20).values) == values
+    with pytest.raises(InvalidInputError, match="period"):
+        plan_cube(
+            [ModalityRequest("d", "dem", items, 10, time="median", period="fortnight")],
+            aoi=aoi,
+            crs="EPSG:32633",
+        ).to_datatree()
     series = build_cube(
         tmp_path / "series.zarr",
         [ModalityRequest("d", "dem", items, 10)],
@@ -523,7 +538,7 @@ def test_dask_local_cluster_builds_the_same_cube(shared_data: Path, tmp_path: Pa
     kwargs: dict[str, Any] = {"aoi": box(*bounds, crs.to_wkt()), "crs": crs.to_wkt()}
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         Client(cluster),
     ):
@@ -532,3 +547,62 @@ def test_dask_local_cluster_builds_the_same_cube(shared_data: Path, tmp_path: Pa
     a = xr.open_zarr(str(distributed_out), group="s2", consolidated=False)
     b = xr.open_zarr(str(threaded_out), group="s2", consolidated=False)
     xr.testing.assert_identical(a["data"], b["data"])
+
+
+def test_polygon_and_point_labels_on_the_grid(shared_data: Path, tmp_path: Path) -> None:
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    folder = shared_data / "enmap_potsdam"
+    label_raster = folder / "enmap_landcover_unstyled.tif"
+    items = items_from_rasters(
+        [str(label_raster)], collection="lc", datetime="2022-01-01", sensor_band_names=["elevation"]
+    )  # any one-band raster as a DEM
+    with rasterio.open(label_raster) as src:
+        bounds = src.bounds
+    aoi = box(*bounds, "EPSG:32633")
+    # real vector labels: the Sen1Floods11 event polygons are elsewhere on Earth, so polygons are
+    # cut from the real landcover points (buffers, in a different CRS than the cube)
+    points = gpd.read_file(folder / "landcover_potsdam_point.gpkg", layer="landcover_potsdam_point")
+    polygons = points.copy()
+    polygons["geometry"] = points.buffer(200)
+    polygons = polygons.to_crs("EPSG:4326")
+    out = build_cube(
+        tmp_path / "labels.zarr",
+        [ModalityRequest("lc", "dem", items, 30)],
+        aoi=aoi,
+        crs="EPSG:32633",
+        labels=[
+            LabelLayer("classes", polygons, column="level_1"),
+            LabelLayer(
+                "points",
+                str(folder / "landcover_potsdam_point.gpkg"),
+                column="level_1",
+                layer="landcover_potsdam_point",
+            ),
+        ],
+    )
+    tree = open_cube(out)
+    classes = tree["labels/classes"].to_dataset()
+    names = dict(n.split(":", 1) for n in classes.attrs["class_names"])
+    raster = classes["classes"].values
+    assert (raster != IGNORE_VALUE).mean() > 0.01
+    # every point's own pixel carries its own class (its buffer covers the pixel centre)
+    table = tree["labels/points"].to_dataset()
+    assert table.sizes["point"] == len(points) - table.attrs["dropped_outside_grid"] > 100
+    res = float(classes.x[1] - classes.x[0])
+    left, top = float(classes.x[0]) - res / 2, float(classes.y[0]) + res / 2
+    agree = 0
+    for x, y, row, col, name in zip(
+        table.x.values,
+        table.y.values,
+        table.row.values,
+        table.col.values,
+        table.attr_level_1.values,
+        strict=True,
+    ):
+        assert left + col * res <= x < left + (col + 1) * res
+        assert top - (row + 1) * res < y <= top - row * res
+        agree += names[str(raster[row, col])] == name
+        assert Point(x, y).distance(Point(left + (col + 0.5) * res, top - (row + 0.5) * res)) < res
+    assert agree / table.sizes["point"] > 0.9  # overlapping buffers of other classes may win
