@@ -103,7 +103,6 @@ def cube(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from geoalign.cube import write_cube
     from geoalign.recipe import load_recipe
     from geoalign.recipe_build import plan_recipe
 
@@ -153,14 +152,7 @@ def cube(
         def on_tile(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        path = write_cube(
-            run.output,
-            run.plan,
-            overwrite=overwrite,
-            compression=parsed.compression,
-            recipe=parsed.model_dump(mode="json"),
-            on_tile=on_tile,
-        )
+        path = run.write(overwrite=overwrite, on_tile=on_tile)
     console.print(f"[green]cube written:[/] {path}")
 
 

@@ -92,10 +92,24 @@ def find_items(
 class RecipeRun:
     """A recipe resolved into requests, and the plan made from them."""
 
+    recipe: Recipe
     requests: list[ModalityRequest]
     labels: list[LabelLayer]
     plan: CubePlan
     output: Path
+
+    def write(
+        self, *, overwrite: bool = False, on_tile: Callable[[int, int], None] | None = None
+    ) -> Path:
+        """Write the planned cube (see :func:`geoalign.cube.write_cube`); return its path."""
+        return write_cube(
+            self.output,
+            self.plan,
+            overwrite=overwrite,
+            compression=self.recipe.compression,
+            recipe=self.recipe.model_dump(mode="json"),
+            on_tile=on_tile,
+        )
 
 
 def plan_recipe(recipe: Recipe, base: Path) -> RecipeRun:
@@ -139,7 +153,7 @@ def plan_recipe(recipe: Recipe, base: Path) -> RecipeRun:
         labels=labels,
         on_error=recipe.on_error,
     )
-    return RecipeRun(requests, labels, plan, Path(_resolve(base, recipe.output)))
+    return RecipeRun(recipe, requests, labels, plan, Path(_resolve(base, recipe.output)))
 
 
 def run_recipe(
@@ -150,12 +164,4 @@ def run_recipe(
     on_tile: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Plan and build the cube a recipe describes; return the cube's path."""
-    run = plan_recipe(recipe, base)
-    return write_cube(
-        run.output,
-        run.plan,
-        overwrite=overwrite,
-        compression=recipe.compression,
-        recipe=recipe.model_dump(mode="json"),
-        on_tile=on_tile,
-    )
+    return plan_recipe(recipe, base).write(overwrite=overwrite, on_tile=on_tile)
