@@ -326,7 +326,9 @@ def loaded_api(
 ) -> tuple[str, Path]:
     """The real items in the real API and, the same ones, in a local ndjson catalog."""
     stac_api.reset()
-    by_source = load_real_items(stac_api, shared_data, list(REAL_ITEM_FILES))
+    by_source = load_real_items(
+        stac_api, shared_data, list(REAL_ITEM_FILES), limits={"naip-geoparquet": 2000}
+    )
     unique = {(i["collection"], i["id"]): i for items in by_source.values() for i in items}
     path = tmp_path_factory.mktemp("same-as-api") / "items.ndjson"
     write_catalog(list(unique.values()), path, format="ndjson")
