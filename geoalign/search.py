@@ -316,12 +316,15 @@ def _local_path(source: SourceLike) -> Path:
     return path
 
 
-def _from_dicts(dicts: Sequence[Mapping[str, Any]]) -> list[pystac.Item]:
-    # An item's "root" link names the API it came from; pystac would fetch it on to_dict().
+def _from_dicts(
+    dicts: Sequence[Mapping[str, Any]], *, root: pystac.Catalog | None = None
+) -> list[pystac.Item]:
+    """Items made from dicts as stored (not migrated by pystac): every source gives the same."""
     items = []
     for d in dicts:
-        links = [link for link in d.get("links") or [] if link.get("rel") != "root"]
-        items.append(pystac.Item.from_dict({**d, "links": links}, migrate=False))
+        if root is None:  # the "root" link names an API that pystac would fetch on to_dict()
+            d = {**d, "links": [link for link in d.get("links") or [] if link.get("rel") != "root"]}
+        items.append(pystac.Item.from_dict(dict(d), root=root, migrate=False))
     return items
 
 
@@ -329,7 +332,14 @@ def _search_api(url: str, kwargs: Mapping[str, Any], policy: RetryPolicy) -> lis
     stac_io = _RetryingStacApiIO(policy)
     try:
         client = Client.open(url, stac_io=stac_io, timeout=policy.timeout)
-        return list(client.search(**kwargs).items())
+        # pystac-client 0.9 knows the v1.0 conformance URIs only; newer APIs (stac-fastapi 7
+        # advertises .../v1.1.0/item-search#sort) would draw "does not conform" warnings.
+        declared = " ".join(client.get_conforms_to())
+        for name, marker in (("SORT", "#sort"), ("QUERY", "#query"), ("FILTER", "#filter")):
+            if marker in declared:
+                client.add_conforms_to(name)
+        # as dicts, then the same conversion as local results (no pystac migration)
+        return _from_dicts(list(client.search(**kwargs).items_as_dicts()), root=client)
     except _EndpointError as err:
         detail = str(err).strip()[:500]
         if err.status_code is not None and err.status_code not in policy.status_forcelist:

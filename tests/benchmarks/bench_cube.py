@@ -37,7 +37,6 @@ import json
 import math
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -326,6 +325,7 @@ def compare_outputs(config: dict[str, Any], geo_store: Path, odc_store: Path,
     import numpy as np
     import rasterio
     import xarray as xr
+
     from geoalign.sensors import get_sensor
 
     report: dict[str, Any] = {}

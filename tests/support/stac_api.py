@@ -333,9 +333,15 @@ class LocalStacApi:
             return [row[0] for row in db.query("SELECT id FROM collections ORDER BY id;")]
 
     def reset(self) -> None:
-        """Delete every item and collection, so that a test module starts from an empty API."""
+        """Delete every item and collection, so that a test module starts from an empty API.
+
+        pgstac also caches the match count of each search (table ``search_wheres``, one day);
+        it is cleared too, or a later search would report the counts of deleted items.
+        """
         with self._pgstac() as db:
             for _ in db.query("SELECT delete_collection(id) FROM collections;"):
+                pass
+            for _ in db.query("DELETE FROM search_wheres RETURNING 1;"):
                 pass
 
     # -- internals -----------------------------------------------------------------------------
