@@ -10,7 +10,6 @@ it needs with :func:`geoalign.reading.read_file_bands` and is independent of all
 from __future__ import annotations
 
 import datetime as dt
-import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -222,10 +221,11 @@ def _median(
     for t, group in enumerate(groups):
         values, valid = _mosaic(group, geobox, plan)
         stack[t][valid] = values[valid]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: no valid date
-        median = np.nanmedian(stack, axis=0)
-    found = ~np.isnan(median)
+    # Pixels with no valid date would make nanmedian warn; give them a dummy value and drop them
+    # after (warnings.catch_warnings is not thread-safe, and blocks run in threads).
+    found = ~np.isnan(stack).all(axis=0)
+    stack[:, ~found] = 0.0
+    median = np.nanmedian(stack, axis=0)
     out = np.full(shape, storage_nodata(plan.encoding), plan.encoding.dtype)
     dtype = np.dtype(plan.encoding.dtype)
     rounded = np.rint(median) if dtype.kind in "iu" else median

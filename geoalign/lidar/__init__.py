@@ -1,0 +1,1 @@
+"""LiDAR in the cube: aerial point clouds (LAS/LAZ/COPC) and spaceborne footprints (GEDI)."""
