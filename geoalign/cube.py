@@ -257,6 +257,14 @@ def _plan_modality(
             f"none of the {len(request.items)} items of modality {request.name!r} overlaps the "
             f"area of interest (bbox {aoi_wgs84.boundingbox}): check the AOI's CRS and the search"
         )
+    # --- LiDAR point clouds (sensor kind "lidar_points": LAS/LAZ/COPC assets) ------------------
+    # Rasterized once onto this modality's grid (bands = products such as dsm, ndsm, density),
+    # then read like rasters; see geoalign.lidar.cube_plan. Raster sensors continue below.
+    if sensor.kind == "lidar_points":
+        from geoalign.lidar.cube_plan import plan_point_modality
+
+        return plan_point_modality(request, sensor, overlapping, grid, aoi, on_error)
+    # --- raster sensors -------------------------------------------------------------------------
     resolved: list[ItemSources] = []
     band_names: tuple[str, ...] | None = None
     first_sources: list[BandSource] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -52,14 +53,19 @@ def cell_index(
     """Flat cell index of each point on a north-up ``geobox``, and which points are inside it."""
     transform = geobox.affine
     height, width = geobox.shape.y, geobox.shape.x
-    col = np.floor((points.x - transform.c) / transform.a)
-    row = np.floor((points.y - transform.f) / transform.e)
+    # in place: one temporary per axis (these arrays hold millions of points)
+    col = np.subtract(points.x, transform.c)
+    np.floor(np.divide(col, transform.a, out=col), out=col)
+    row = np.subtract(points.y, transform.f)
+    np.floor(np.divide(row, transform.e, out=row), out=row)
     inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
-    index = row.astype(np.intp) * width + col.astype(np.intp)
+    index = row.astype(np.intp)
+    index *= width
+    index += col.astype(np.intp)
     return index, inside
 
 
-def _mean(total: npt.NDArray[np.float64], count: npt.NDArray[np.int64]) -> Raster:
+def _mean(total: npt.NDArray[Any], count: npt.NDArray[Any]) -> Raster:
     with np.errstate(invalid="ignore", divide="ignore"):
         out: Raster = np.where(count > 0, total / count, np.nan).astype(np.float32)
     return out
@@ -74,10 +80,13 @@ def _ground(
     stats: TileStats,
 ) -> Raster:
     """Mean height of ground returns per cell (flat), or the fallback when there are none."""
-    ground = np.isin(points.classification, np.asarray(options.ground_classes, dtype=np.uint8))
-    if ground.any():
-        count = np.bincount(cell[ground], minlength=cells)
-        total = np.bincount(cell[ground], weights=points.z[ground], minlength=cells)
+    if len(options.ground_classes) == 1:
+        ground = points.classification == options.ground_classes[0]
+    else:
+        ground = np.isin(points.classification, np.asarray(options.ground_classes, np.uint8))
+    if ground.any():  # weights instead of masks: no copies of the ground points
+        count = np.bincount(cell, weights=ground, minlength=cells)
+        total = np.bincount(cell, weights=np.where(ground, points.z, 0.0), minlength=cells)
         return _mean(total, count)
     empty = np.full(cells, np.nan, dtype=np.float32)
     if not len(points):
@@ -104,20 +113,13 @@ def _fill(dtm: Raster, max_pixels: int) -> Raster:
     known = np.isfinite(dtm)
     if max_pixels == 0 or known.all() or not known.any():
         return dtm
+    # Cells out of reach keep their input value, NaN; known cells are the only sources.
     filled: Raster = fillnodata(
-        np.where(known, dtm, 0).astype(np.float32),
+        dtm.astype(np.float32),
         mask=known.astype(np.uint8),
         max_search_distance=float(max_pixels),
         smoothing_iterations=0,
     )
-    # fillnodata leaves unreachable cells at the masked value; mark them missing again
-    reach = fillnodata(
-        known.astype(np.float32),
-        mask=known.astype(np.uint8),
-        max_search_distance=float(max_pixels),
-        smoothing_iterations=0,
-    )
-    filled[reach <= 0] = np.nan
     return filled
 
 
@@ -211,7 +213,8 @@ def bin_tile(
         out["dtm"] = dtm
         if "ndsm" in wanted:
             out["ndsm"] = (out["dsm"] - dtm).astype(np.float32)
-        percentiles = [q for p in options.products if (q := percentile_of(p)) is not None]
+        named = [(p, q) for p in options.products if (q := percentile_of(p)) is not None]
+        percentiles = [q for _, q in named]
         if "canopy_cover" in wanted or percentiles:
             height = points.z - dtm[cell]
             known = np.isfinite(height)
@@ -224,8 +227,8 @@ def bin_tile(
             )
         if percentiles:
             rasters = _percentiles(cell[known], height[known], cells, percentiles)
-            for q, raster in zip(percentiles, rasters, strict=True):
-                out[next(p for p in options.products if percentile_of(p) == q)] = raster
+            for (name, _), raster in zip(named, rasters, strict=True):
+                out[name] = raster
     return {name: out[name].reshape(shape) for name in options.products}
 
 

@@ -97,6 +97,26 @@ def split_crs(
     return PointCRS(horizontal=horizontal, vertical=vertical, z_to_metres=factor, source=source)
 
 
+def point_crs_from_parts(horizontal: Any, vertical: Any = None, *, source: str) -> PointCRS:
+    """A :class:`PointCRS` from separate horizontal and vertical CRSs.
+
+    That is how :mod:`geoalign.sensors` hands over a STAC item's compound ``proj:projjson``;
+    each part may be anything pyproj accepts.
+    """
+    parts = [_pyproj(horizontal)] + ([_pyproj(vertical)] if vertical is not None else [])
+    if len(parts) == 1:
+        return split_crs(parts[0], source=source)
+    compound = pyproj.crs.CompoundCRS(name=f"{parts[0].name} + {parts[1].name}", components=parts)
+    return split_crs(compound, source=source)
+
+
+def _pyproj(crs: Any) -> pyproj.CRS:
+    native = getattr(crs, "proj", None)  # odc.geo.crs.CRS wraps a pyproj CRS
+    if isinstance(native, pyproj.CRS):
+        return native
+    return pyproj.CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+
+
 def _wkt_from_vlr(vlr: Any) -> str | None:
     raw = getattr(vlr, "string", None)
     if raw is None:
@@ -157,14 +177,13 @@ def crs_from_vlrs(vlrs: Any, evlrs: Any = None) -> PointCRS | None:
         elif user == "liblas" and record == 2112 and liblas is None:
             liblas = _wkt_from_vlr(vlr)
     vertical_unit = _UNIT_FACTORS.get(keys.get(_VERTICAL_UNITS_KEY, -1))
-    candidates = (
-        ("wkt", lambda: pyproj.CRS.from_wkt(wkt) if wkt else None),
-        ("geotiff-keys", lambda: _crs_from_geokeys(keys)),
-        ("liblas-wkt", lambda: pyproj.CRS.from_wkt(liblas) if liblas else None),
-    )
-    for source, parse in candidates:
+    for source in ("wkt", "geotiff-keys", "liblas-wkt"):
         try:
-            crs = parse()
+            if source == "geotiff-keys":
+                crs = _crs_from_geokeys(keys)
+            else:
+                text = wkt if source == "wkt" else liblas
+                crs = pyproj.CRS.from_wkt(text) if text else None
         except pyproj.exceptions.CRSError as error:
             raise CRSError(
                 f"the point cloud's {source} CRS record cannot be parsed ({error}): fix the file "

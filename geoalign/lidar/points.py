@@ -13,15 +13,28 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from geoalign.errors import InvalidInputError
+
 #: ASPRS classes of noise (7 low point, 18 high noise), dropped by default.
 NOISE_CLASSES = (7, 18)
 
-#: Packed record used when points are spilled to disk between passes (25 bytes per point).
+#: The columns of a chunk, in order.
+_COLUMNS = (
+    "x",
+    "y",
+    "z",
+    "intensity",
+    "return_number",
+    "number_of_returns",
+    "classification",
+)
+
+#: Packed record used when points are spilled to disk between passes (29 bytes per point).
 SPILL_DTYPE = np.dtype(
     [
         ("x", "<f8"),
         ("y", "<f8"),
-        ("z", "<f4"),
+        ("z", "<f8"),
         ("intensity", "<u2"),
         ("return_number", "u1"),
         ("number_of_returns", "u1"),
@@ -101,6 +114,8 @@ class PointChunk:
 
     def select(self, mask: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> PointChunk:
         """The points where ``mask`` is True (or at the given indexes)."""
+        if mask.dtype == np.bool_:
+            mask = np.flatnonzero(mask)  # one pass over the mask, then fast takes
         return PointChunk(
             self.x[mask],
             self.y[mask],
@@ -123,6 +138,31 @@ class PointChunk:
         )
 
     @classmethod
+    def allocate(cls, size: int) -> PointChunk:
+        """A chunk of ``size`` uninitialised points, to be filled with :meth:`put`."""
+        return cls(*(np.empty(size, dtype=SPILL_DTYPE[name]) for name in _COLUMNS))
+
+    def put(self, start: int, other: PointChunk) -> int:
+        """Copy ``other`` into this chunk from index ``start``; returns the index after it.
+
+        Raises:
+            InvalidInputError: ``other`` does not fit (more points than allocated).
+        """
+        end = start + len(other)
+        if end > len(self):
+            raise InvalidInputError(
+                f"{end} points do not fit in a chunk of {len(self)}: the file holds more "
+                "points than its header announces"
+            )
+        for name in _COLUMNS:
+            getattr(self, name)[start:end] = getattr(other, name)
+        return end
+
+    def head(self, size: int) -> PointChunk:
+        """The first ``size`` points (views, no copy)."""
+        return PointChunk(*(getattr(self, name)[:size] for name in _COLUMNS))
+
+    @classmethod
     def concat(cls, chunks: Sequence[PointChunk]) -> PointChunk:
         """One chunk holding the points of ``chunks`` in order."""
         chunks = [c for c in chunks if len(c)]
@@ -130,23 +170,10 @@ class PointChunk:
             return cls.empty()
         if len(chunks) == 1:
             return chunks[0]
-        return cls(
-            *(
-                np.concatenate([getattr(c, name) for c in chunks])
-                for name in (
-                    "x",
-                    "y",
-                    "z",
-                    "intensity",
-                    "return_number",
-                    "number_of_returns",
-                    "classification",
-                )
-            )
-        )
+        return cls(*(np.concatenate([getattr(c, name) for c in chunks]) for name in _COLUMNS))
 
     def to_records(self) -> npt.NDArray[Any]:
-        """The points packed as :data:`SPILL_DTYPE` records (heights stored as float32)."""
+        """The points packed as :data:`SPILL_DTYPE` records."""
         out = np.empty(len(self), dtype=SPILL_DTYPE)
         for name in SPILL_DTYPE.names or ():
             out[name] = getattr(self, name)
@@ -158,7 +185,7 @@ class PointChunk:
         return cls(
             np.ascontiguousarray(records["x"]),
             np.ascontiguousarray(records["y"]),
-            records["z"].astype(np.float64),
+            np.ascontiguousarray(records["z"]),
             np.ascontiguousarray(records["intensity"]),
             np.ascontiguousarray(records["return_number"]),
             np.ascontiguousarray(records["number_of_returns"]),

@@ -135,7 +135,7 @@ class RasterizeOptions:
     canopy_height: float = 2.0
     exclude_classes: tuple[int, ...] = NOISE_CLASSES
     max_points_in_memory: int = 4_000_000
-    chunk_points: int = 1_000_000
+    chunk_points: int = 250_000
     tile_size: int | None = None
 
     def __post_init__(self) -> None:

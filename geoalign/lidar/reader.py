@@ -81,6 +81,11 @@ class PointCloudInfo:
     version: str
 
 
+def _is_panic(error: BaseException) -> bool:
+    """True for lazrs' Rust panics on garbled bytes (``pyo3_runtime.PanicException``)."""
+    return type(error).__name__ == "PanicException"
+
+
 def _corrupt(href: str, error: BaseException) -> CorruptDataError:
     return CorruptDataError(
         f"point cloud {href} cannot be read ({type(error).__name__}: {error}); the file is "
@@ -111,7 +116,7 @@ class PointCloud:
         *,
         crs: Any = None,
         exclude_classes: tuple[int, ...] = NOISE_CLASSES,
-        chunk_points: int = 1_000_000,
+        chunk_points: int = 250_000,
     ) -> None:
         if chunk_points < 1:
             raise InvalidInputError(f"chunk_points={chunk_points} must be a positive integer")
@@ -125,13 +130,21 @@ class PointCloud:
         with self._stream() as stream:
             try:
                 header = laspy.LasReader(stream, closefd=False).header
+                size = stream.seek(0, os.SEEK_END)
             except GeoAlignError:
                 raise
             except _DECODE_ERRORS as error:
                 raise _corrupt(self.href, error) from error
+            except BaseException as error:
+                if _is_panic(error):
+                    raise _corrupt(self.href, error) from error
+                raise
         first = header.vlrs[0] if len(header.vlrs) else None
         is_copc = first is not None and str(first.user_id).strip("\0") == "copc"
+        _check_size(self.href, header, first if is_copc else None, size)
         declared = crs_from_vlrs(header.vlrs, header.evlrs)
+        # Stored coordinates are rounded to the scale: pad the header bounds by it.
+        self._pad = 2.0 * float(max(header.scales[0], header.scales[1]))
         self.info = PointCloudInfo(
             href=self.href,
             point_count=int(header.point_count),
@@ -154,31 +167,36 @@ class PointCloud:
 
     @contextmanager
     def _stream(self) -> Iterator[BinaryIO]:
-        stream: Any = open_remote(self.href) if is_remote(self.href) else open(self.href, "rb")
-        try:
-            yield stream
-        finally:
-            stream.close()
+        if is_remote(self.href):
+            with open_remote(self.href) as remote:
+                yield remote
+        else:
+            with open(self.href, "rb") as local:
+                yield local
 
-    def chunks(self, bounds: Bounds2D | None = None) -> Iterator[PointChunk]:
+    def chunks(
+        self, bounds: Bounds2D | None = None, *, chunk_points: int | None = None
+    ) -> Iterator[PointChunk]:
         """Stream the points (inside ``bounds``, when given) in chunks of the file's CRS.
 
         Args:
             bounds: ``(xmin, ymin, xmax, ymax)`` in the file's CRS units; points on the edges
                 are included. A COPC file reads only the octree nodes that intersect it.
+            chunk_points: Points per chunk (about), default the reader's ``chunk_points``.
 
         Raises:
             CorruptDataError: The file is truncated or corrupt.
         """
+        size = chunk_points or self.chunk_points
         if self.info.is_copc:
-            yield from self._copc_chunks(bounds)
+            yield from self._copc_chunks(bounds, size)
             return
         expected = self.info.point_count
         seen = 0
         with self._stream() as stream:
             try:
                 reader = laspy.LasReader(stream, closefd=False, decompression_selection=_SELECTION)
-                for record in reader.chunk_iterator(self.chunk_points):
+                for record in reader.chunk_iterator(size):
                     seen += len(record)
                     chunk = PointChunk.from_record(record, exclude_classes=self.exclude_classes)
                     if bounds is not None:
@@ -188,6 +206,10 @@ class PointCloud:
                 raise
             except _DECODE_ERRORS as error:
                 raise _corrupt(self.href, error) from error
+            except BaseException as error:
+                if _is_panic(error):
+                    raise _corrupt(self.href, error) from error
+                raise
         if seen < expected:
             raise CorruptDataError(
                 f"point cloud {self.href} is truncated: its header announces {expected} points "
@@ -198,10 +220,19 @@ class PointCloud:
         """All points inside ``bounds`` (file CRS) as one chunk; see :meth:`chunks`."""
         return PointChunk.concat(list(self.chunks(bounds)))
 
-    def _copc_chunks(self, bounds: Bounds2D | None) -> Iterator[PointChunk]:
+    def _copc_chunks(self, bounds: Bounds2D | None, chunk_points: int) -> Iterator[PointChunk]:
         """A grid of COPC bounds queries covering ``bounds`` (half-open cells, no duplicates)."""
-        xmin, ymin, xmax, ymax = bounds if bounds is not None else self.info.bounds
+        pad = self._pad
         file_xmin, file_ymin, file_xmax, file_ymax = self.info.bounds
+        file_xmin, file_ymin, file_xmax, file_ymax = (
+            file_xmin - pad,
+            file_ymin - pad,
+            file_xmax + pad,
+            file_ymax + pad,
+        )
+        xmin, ymin, xmax, ymax = (
+            bounds if bounds is not None else (file_xmin, file_ymin, file_xmax, file_ymax)
+        )
         # Only the part of the query inside the file; a grid dense enough for chunk_points.
         xmin, ymin = max(xmin, file_xmin), max(ymin, file_ymin)
         xmax, ymax = min(xmax, file_xmax), min(ymax, file_ymax)
@@ -209,28 +240,51 @@ class PointCloud:
             return
         file_area = max((file_xmax - file_xmin) * (file_ymax - file_ymin), 1e-12)
         share = min(1.0, (xmax - xmin) * (ymax - ymin) / file_area)
-        cells = max(1, math.ceil(math.sqrt(self.info.point_count * share / self.chunk_points)))
+        cells = max(1, math.ceil(math.sqrt(self.info.point_count * share / chunk_points)))
         xs = np.linspace(xmin, xmax, cells + 1)
         ys = np.linspace(ymin, ymax, cells + 1)
         with self._stream() as stream:
             try:
-                reader = laspy.CopcReader(stream, close_fd=False, decompression_selection=_SELECTION)
+                reader = laspy.CopcReader(
+                    stream, close_fd=False, decompression_selection=_SELECTION
+                )
                 for i in range(cells):
                     for j in range(cells):
                         cell = (float(xs[j]), float(ys[i]), float(xs[j + 1]), float(ys[i + 1]))
-                        query = laspy.copc.Bounds(
-                            mins=np.array(cell[:2]), maxs=np.array(cell[2:])
-                        )
+                        query = laspy.copc.Bounds(mins=np.array(cell[:2]), maxs=np.array(cell[2:]))
                         record = reader.query(bounds=query)
-                        chunk = PointChunk.from_record(
-                            record, exclude_classes=self.exclude_classes
-                        )
+                        chunk = PointChunk.from_record(record, exclude_classes=self.exclude_classes)
                         last = (j == cells - 1, i == cells - 1)
                         yield chunk.select(_inside(chunk, cell, closed=last))
             except GeoAlignError:
                 raise
             except _DECODE_ERRORS as error:
                 raise _corrupt(self.href, error) from error
+            except BaseException as error:
+                if _is_panic(error):
+                    raise _corrupt(self.href, error) from error
+                raise
+
+
+def _check_size(href: str, header: Any, copc_info: Any, size: int) -> None:
+    """Refuse a file shorter than its header says (cut off while copying or downloading).
+
+    The end of the uncompressed points, of the EVLRs' start and of the COPC hierarchy must all
+    lie inside the file; a truncated COPC would otherwise read as one with fewer points.
+    """
+    needed = int(header.offset_to_point_data)
+    if not header.are_points_compressed:
+        needed += int(header.point_count) * int(header.point_format.size)
+    if int(getattr(header, "number_of_evlrs", 0) or 0) > 0:
+        needed = max(needed, int(header.start_of_first_evlr) + 60)  # one EVLR header
+    if copc_info is not None and hasattr(copc_info, "hierarchy_root_offset"):
+        end = int(copc_info.hierarchy_root_offset) + int(copc_info.hierarchy_root_size)
+        needed = max(needed, end)
+    if size < needed:
+        raise CorruptDataError(
+            f"point cloud {href} is truncated: its header needs at least {needed} bytes but the "
+            f"file has {size}; download it again, or build with on_error='skip'"
+        )
 
 
 def _inside(

@@ -15,8 +15,9 @@ import requests
 
 from geoalign.errors import CorruptDataError, DataFileNotFoundError
 
-#: Read-ahead buffer of the file returned by :func:`open_remote` (header and VLR reads are small).
-BUFFER_BYTES = 1 << 20
+#: Read-ahead of the file returned by :func:`open_remote`: header and VLR reads are small; larger
+#: reads (COPC nodes, LAZ chunks) go straight to one range request each.
+BUFFER_BYTES = 1 << 14
 
 
 def is_remote(href: str) -> bool:

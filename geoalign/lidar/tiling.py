@@ -7,7 +7,7 @@ interpolated across tile edges. Points reach a tile in one of three ways:
 - COPC files are queried by the tile's bounds (transformed to the file's CRS): only the octree
   nodes that intersect the tile are read;
 - LAS/LAZ files whose points fit in the memory budget are read once, reprojected, and kept;
-- larger LAS/LAZ files are streamed once and spilled to one temporary file per tile (25 bytes
+- larger LAS/LAZ files are streamed once and spilled to one temporary file per tile (29 bytes
   per point), then read back tile by tile.
 
 So memory is bounded by ``max_points_in_memory`` (plus one chunk), whatever the file sizes.
@@ -32,7 +32,8 @@ from geoalign.lidar.transform import PointTransformer
 
 #: Tile edges are multiples of this (the block size of the GeoTIFFs written).
 BLOCK = 256
-_MAX_TILE = 4096
+#: Largest tile edge: per-cell accumulators of a tile are float64 (32 MB each at 2048 pixels).
+_MAX_TILE = 2048
 
 
 @dataclass(frozen=True)
@@ -85,10 +86,20 @@ def union_extent(sources: Sequence[Source]) -> tuple[int, int, int, int] | None:
     return row0, max(b[1] for b in boxes), col0, max(b[3] for b in boxes)
 
 
-def tile_size(sources: Sequence[Source], options: RasterizeOptions) -> int:
-    """Tile edge (pixels) so that a tile and its margin hold about ``max_points_in_memory``."""
+def tile_size(
+    sources: Sequence[Source], options: RasterizeOptions, extent: tuple[int, int, int, int]
+) -> int:
+    """Tile edge (pixels) so that a tile and its margin hold about ``max_points_in_memory``.
+
+    When every file is a LAS/LAZ held in memory anyway, one tile covers the whole extent (up to
+    2048 pixels): points are then binned without being split by tile.
+    """
     if options.tile_size is not None:
         return options.tile_size
+    held = sum(s.cloud.info.point_count for s in sources)
+    if held <= options.max_points_in_memory and not any(s.cloud.info.is_copc for s in sources):
+        span = max(extent[1] - extent[0], extent[3] - extent[2])
+        return int(min(max(-(-span // BLOCK) * BLOCK, BLOCK), _MAX_TILE))
     per_cell = 0.0
     for source in sources:
         row0, row1, col0, col1 = source.extent
@@ -125,7 +136,8 @@ class TileFeeder:
     Args:
         sources: The point clouds and their transformers.
         geobox: The full grid.
-        tiles: The tiles that will be asked for.
+        tiles: The tiles that will be asked for (:func:`plan_tiles`).
+        size: Their edge in pixels.
         options: Memory budget, chunk size and margin.
         spill_dir: Folder for spill files (a temporary one by default, removed by
             :meth:`close`).
@@ -136,10 +148,12 @@ class TileFeeder:
         sources: Sequence[Source],
         geobox: GeoBox,
         tiles: Sequence[Tile],
+        size: int,
         options: RasterizeOptions,
         spill_dir: str | Path | None = None,
     ) -> None:
         self.geobox = geobox
+        self.size = size
         self.options = options
         self.tiles = list(tiles)
         self._copc = [s for s in sources if s.cloud.info.is_copc]
@@ -154,11 +168,14 @@ class TileFeeder:
                 self._memory.append(self._load(source))
             else:
                 self._spill(source)
-        self.spilled_points = 0
 
     def _load(self, source: Source) -> PointChunk:
-        chunks = [source.transformer(chunk) for chunk in source.cloud.chunks()]
-        return PointChunk.concat(chunks)
+        """All points of a file, reprojected, in arrays allocated once (no chunk list copy)."""
+        held = PointChunk.allocate(source.cloud.info.point_count)
+        end = 0
+        for chunk in source.cloud.chunks():
+            end = held.put(end, source.transformer(chunk))
+        return held.head(end)
 
     def _folder(self) -> Path:
         if self._spill_dir is None:
@@ -168,58 +185,56 @@ class TileFeeder:
         return self._spill_dir
 
     def _spill(self, source: Source) -> None:
-        """Stream a large file once, appending each point to the tiles whose margin holds it."""
+        """Stream a large file once, appending each point to the tiles whose margin holds it.
+
+        Tiles are a regular row-major grid (:func:`plan_tiles`), so a point's tile is plain
+        integer division; a point within ``halo`` of a tile edge also goes to the neighbour (at
+        most two tiles along each axis). One stable sort of small integer keys per chunk groups
+        the points by tile.
+        """
         folder = self._folder()
         halo = self.options.halo
         transform = self.geobox.affine
-        starts_r = np.unique([t.row0 for t in self.tiles])
-        starts_c = np.unique([t.col0 for t in self.tiles])
-        lookup = {(t.row0, t.col0): i for i, t in enumerate(self.tiles)}
+        first, size = self.tiles[0], self.size
+        n_cols = len({t.col0 for t in self.tiles})
+        n_rows = len(self.tiles) // n_cols
+        key_type = np.int16 if len(self.tiles) < 2**15 else np.int32
         for chunk in source.cloud.chunks():
             moved = source.transformer(chunk)
-            col = np.floor((moved.x - transform.c) / transform.a).astype(np.int64)
-            row = np.floor((moved.y - transform.f) / transform.e).astype(np.int64)
-            records = moved.to_records()
-            # A point lies in the margin of at most two tiles along each axis.
-            r_lo = np.searchsorted(starts_r, row - halo, side="right") - 1
-            r_hi = np.searchsorted(starts_r, row + halo, side="right") - 1
-            c_lo = np.searchsorted(starts_c, col - halo, side="right") - 1
-            c_hi = np.searchsorted(starts_c, col + halo, side="right") - 1
+            col = np.floor((moved.x - transform.c) / transform.a).astype(np.int64) - first.col0
+            row = np.floor((moved.y - transform.f) / transform.e).astype(np.int64) - first.row0
+            r_lo, r_hi = (row - halo) // size, (row + halo) // size
+            c_lo, c_hi = (col - halo) // size, (col + halo) // size
+            keys, which = [], []
             for r_index, c_index, extra in (
                 (r_lo, c_lo, None),
                 (r_hi, c_lo, r_hi != r_lo),
                 (r_lo, c_hi, c_hi != c_lo),
                 (r_hi, c_hi, (r_hi != r_lo) & (c_hi != c_lo)),
             ):
-                ok = (r_index >= 0) & (c_index >= 0)
+                ok = (r_index >= 0) & (r_index < n_rows) & (c_index >= 0) & (c_index < n_cols)
                 if extra is not None:
                     ok &= extra
-                keys = np.where(ok, r_index * len(starts_c) + c_index, -1)
-                self._append(folder, keys, records, starts_r, starts_c, lookup)
+                picked = np.flatnonzero(ok)
+                keys.append((r_index[picked] * n_cols + c_index[picked]).astype(key_type))
+                which.append(picked)
+            self._append(folder, np.concatenate(keys), np.concatenate(which), moved.to_records())
 
     def _append(
-        self,
-        folder: Path,
-        keys: np.ndarray,
-        records: np.ndarray,
-        starts_r: np.ndarray,
-        starts_c: np.ndarray,
-        lookup: dict[tuple[int, int], int],
+        self, folder: Path, keys: np.ndarray, which: np.ndarray, records: np.ndarray
     ) -> None:
-        order = np.argsort(keys, kind="stable")
+        """Append ``records[which]`` to the spill file of tile ``keys`` (same lengths)."""
+        order = np.argsort(keys, kind="stable")  # radix sort for small integer keys
         sorted_keys = keys[order]
-        unique, first = np.unique(sorted_keys, return_index=True)
-        bounds = [*first.tolist(), len(sorted_keys)]
-        for k, key in enumerate(unique.tolist()):
-            if key < 0:
-                continue
-            r, c = divmod(key, len(starts_c))
-            index = lookup.get((int(starts_r[r]), int(starts_c[c])))
-            if index is None:
-                continue
+        # Gather whole records as opaque bytes: ten times faster than a structured gather.
+        raw = records.view(np.dtype((np.void, records.dtype.itemsize)))
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_keys)) + 1])
+        ends = [*starts[1:].tolist(), len(sorted_keys)]
+        for start, end in zip(starts.tolist(), ends, strict=True):
+            index = int(sorted_keys[start])
             path = self._spilled.setdefault(index, folder / f"tile-{index}.bin")
             with open(path, "ab") as handle:
-                records[order[bounds[k] : bounds[k + 1]]].tofile(handle)
+                raw[which[order[start:end]]].tofile(handle)
 
     def points(self, index: int) -> PointChunk:
         """The points (grid CRS, heights in metres) of tile ``index`` and its margin."""
@@ -229,12 +244,14 @@ class TileFeeder:
         parts: list[PointChunk] = []
         for held in self._memory:
             inside = (held.x >= xmin) & (held.x < xmax) & (held.y > ymin) & (held.y <= ymax)
-            parts.append(held.select(inside))
+            parts.append(held if bool(inside.all()) else held.select(inside))
         if index in self._spilled:
             parts.append(PointChunk.from_records(np.fromfile(self._spilled[index], SPILL_DTYPE)))
         for source in self._copc:
             query = source.transformer.to_source((xmin, ymin, xmax, ymax))
-            parts.extend(source.transformer(c) for c in source.cloud.chunks(query))
+            # tiles are sized to the memory budget: one bounds query per tile
+            chunks = source.cloud.chunks(query, chunk_points=self.options.max_points_in_memory)
+            parts.extend(source.transformer(c) for c in chunks)
         return PointChunk.concat(parts)
 
     def close(self) -> None:

@@ -52,27 +52,29 @@ class Scene:
 
 def make_scene(
     origin: tuple[float, float] = (500_000.0, 4_000_000.0),
-    size: float = 200.0,
+    size: float | tuple[float, float] = 200.0,
     density: float = 4.0,
     seed: int = 0,
     building: tuple[float, float, float, float] = (40.0, 40.0, 90.0, 80.0),
     building_height: float = 12.0,
 ) -> Scene:
-    """A seeded scene of ``density`` pulses per m2 over a ``size`` m square at ``origin``.
+    """A seeded scene of ``density`` pulses per m2 over ``size`` m (a square, or width and
+    height) from ``origin`` (its lower-left corner).
 
     Ground (class 2) everywhere outside the building; a flat-roofed building (class 6) of
     ``building_height`` m in the box ``building`` (offsets from the origin); trees (class 5,
     two returns per pulse: canopy then ground) in the east half; noise (class 7) 50 m up.
     """
     rng = np.random.default_rng(seed)
-    n = int(size * size * density)
-    x = origin[0] + rng.uniform(0, size, n)
-    y = origin[1] + rng.uniform(0, size, n)
+    width, height = (size, size) if isinstance(size, (int, float)) else size
+    n = int(width * height * density)
+    x = origin[0] + rng.uniform(0, width, n)
+    y = origin[1] + rng.uniform(0, height, n)
     ground = 100.0 + 0.01 * (x - origin[0]) + 0.02 * (y - origin[1])
     bx0, by0, bx1, by1 = building
     dx, dy = x - origin[0], y - origin[1]
     on_roof = (dx >= bx0) & (dx < bx1) & (dy >= by0) & (dy < by1)
-    tree = ~on_roof & (dx > size * 0.6) & (np.sin(dx / 7.0) * np.sin(dy / 7.0) > 0.3)
+    tree = ~on_roof & (dx > width * 0.6) & (np.sin(dx / 7.0) * np.sin(dy / 7.0) > 0.3)
     z = np.where(on_roof, ground + building_height, ground)
     cls = np.where(on_roof, BUILDING, GROUND).astype(np.uint8)
     rn = np.ones(n, np.uint8)
@@ -202,19 +204,16 @@ def write_copc(
     evlr_header = struct.pack("<H16sHQ32s", 0, b"copc", 1000, len(entries), b"EPT hierarchy")
     buffer.write(evlr_header + entries)
     # Patch the copc info VLR and the EVLR fields of the header now that offsets are known.
-    info.record_data = (
-        struct.pack(
-            "<5d2Q2d",
-            *center,
-            halfsize,
-            2 * halfsize / cells,
-            evlr_start + len(evlr_header),
-            len(entries),
-            0.0,
-            0.0,
-        )
-        + bytes(88)
-    )
+    info.record_data = struct.pack(
+        "<5d2Q2d",
+        *center,
+        halfsize,
+        2 * halfsize / cells,
+        evlr_start + len(evlr_header),
+        len(entries),
+        0.0,
+        0.0,
+    ) + bytes(88)
     header.start_of_first_evlr = evlr_start
     header.number_of_evlrs = 1
     patched = io.BytesIO()
