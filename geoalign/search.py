@@ -256,7 +256,8 @@ def search_items(
         items = _search_api(preset.url, kwargs, retry or RetryPolicy())
     else:
         if isinstance(source, pystac.ItemCollection):
-            index = index_items(item.to_dict() for item in source)
+            # transform_hrefs=False: never resolve links (a "root" link may name a remote API)
+            index = index_items(item.to_dict(transform_hrefs=False) for item in source)
         else:
             index = open_catalog(_local_path(source))
         where = index.source

@@ -76,7 +76,10 @@ def write_catalog(
         OutputExistsError: The file exists and ``overwrite`` is False.
     """
     dicts = [
-        i.to_dict(include_self_link=False) if isinstance(i, pystac.Item) else dict(i) for i in items
+        i.to_dict(include_self_link=False, transform_hrefs=False)
+        if isinstance(i, pystac.Item)
+        else dict(i)
+        for i in items
     ]
     if not dicts:
         raise InvalidInputError("write_catalog got no items: there is nothing to write")
