@@ -11,11 +11,12 @@ layout and the resume/complete rules.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -503,7 +504,8 @@ def write_cube(
         if on_tile is not None:
             on_tile(counter["n"], total)
 
-    write_tiles(store, datasets, tiles, done, fingerprint=fingerprint, on_tile=tick)
+    with _bounded_gdal_cache():
+        write_tiles(store, datasets, tiles, done, fingerprint=fingerprint, on_tile=tick)
     fractions = _valid_fractions(store, list(plan.modalities))
     empty = [name for name, fraction in fractions.items() if fraction == 0.0]
     if empty:
@@ -519,6 +521,28 @@ def write_cube(
     attrs["created"] = dt.datetime.now(dt.UTC).isoformat()
     finalize_store(store, attrs)
     return store
+
+
+#: GDAL block cache during a build, unless GDAL_CACHEMAX is set. GDAL's default is 5% of RAM
+#: (1.2 GB here, 6 GB on a 128 GB node): it fills with decoded COG tiles and makes peak memory
+#: grow with the area. Reads are block-sized, so a small cache loses nothing (16-64 MB measured
+#: as fast as the default; 256 MB slower).
+BUILD_GDAL_CACHE_BYTES = 64 * 2**20
+
+
+@contextlib.contextmanager
+def _bounded_gdal_cache() -> Iterator[None]:
+    from rasterio.env import get_gdal_config, set_gdal_config
+
+    if "GDAL_CACHEMAX" in os.environ:
+        yield
+        return
+    previous = get_gdal_config("GDAL_CACHEMAX")
+    set_gdal_config("GDAL_CACHEMAX", BUILD_GDAL_CACHE_BYTES)
+    try:
+        yield
+    finally:
+        set_gdal_config("GDAL_CACHEMAX", previous)
 
 
 def _valid_fractions(store: Path, names: Sequence[str]) -> dict[str, float]:

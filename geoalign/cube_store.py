@@ -233,6 +233,7 @@ def write_tiles(
                     compute=False,
                     consolidated=False,
                     zarr_format=3,
+                    write_empty_chunks=True,
                 )
             )
         dask.base.compute(*writes)

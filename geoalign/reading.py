@@ -137,6 +137,35 @@ def _read_shifted(
     return out
 
 
+def overlaps(href: str, geobox: GeoBox) -> bool:
+    """Whether ``href`` may contribute a pixel to ``geobox`` (its bounds only; cheap)."""
+    src = _DATASETS.get(href)
+    if src.crs is None or geobox.crs is None:
+        return True
+    left, bottom, right, top = src.bounds
+    if geobox.crs == src.crs:  # noqa: SIM201 - odc CRS compares with rasterio's CRS this way
+        box = geobox.extent.boundingbox
+    else:
+        try:
+            box = geobox.extent.to_crs(src.crs).boundingbox
+        except Exception:  # outside the source CRS's domain: let the warper decide
+            return True
+    pad_x, pad_y = abs(src.transform.a), abs(src.transform.e)
+    return not (
+        box.left >= right + pad_x
+        or box.right <= left - pad_x
+        or box.bottom >= top + pad_y
+        or box.top <= bottom - pad_y
+    )
+
+
+def _work_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """float32 where exact for every raw value (<= 16-bit integers, float32), else float64."""
+    if (dtype.kind == "f" and dtype.itemsize <= 4) or (dtype.kind in "iub" and dtype.itemsize <= 2):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
 def read_file_bands(
     href: str,
     indexes: Sequence[int],
@@ -155,51 +184,61 @@ def read_file_bands(
         resampling: GDAL resampling used when the grids differ.
 
     Returns:
-        ``(values, valid)``: raw values as float64 of shape ``(len(indexes), H, W)`` and a boolean
-        array of the same shape, False where the file has no data (outside it, or no-data).
+        ``(values, valid)``: raw values of shape ``(len(indexes), H, W)``, in the file's dtype
+        when the grids align (a plain windowed read) or float32/float64 (NaN where nothing
+        lands) when warped, and a boolean array of the same shape (possibly a read-only
+        broadcast view), False where the file has no data (outside it, or no-data).
     """
     src = _DATASETS.get(href)
     idx = list(indexes)
     nodata = src_nodata if src_nodata is not None else src.nodata
+    nan_nodata = nodata is not None and math.isnan(nodata)
     shape = (geobox.shape.y, geobox.shape.x)
     shift = _integer_shift(src, geobox)
     if shift is not None:
         # Same grid up to whole pixels: a plain windowed read, bit-identical to the source.
-        inside = np.zeros((1, *shape), dtype=bool)
         row, col = shift
+        dtype = np.dtype(src.dtypes[idx[0] - 1])
         r0, c0 = max(row, 0), max(col, 0)
         r1, c1 = min(row + shape[0], src.height), min(col + shape[1], src.width)
+        whole = (r0, c0, r1, c1) == (row, col, row + shape[0], col + shape[1])
+        values = (np.empty if whole else np.zeros)((len(idx), *shape), dtype=dtype)
+        inside = np.zeros(shape, dtype=bool)
         if r1 > r0 and c1 > c0:
-            inside[:, r0 - row : r1 - row, c0 - col : c1 - col] = True
-        raw = _read_shifted(src, idx, row, col, shape, 0)
-        values = raw.astype(np.float64)
+            inner = (slice(r0 - row, r1 - row), slice(c0 - col, c1 - col))
+            window = Window(c0, r0, c1 - c0, r1 - r0)
+            if whole:
+                src.read(idx, window=window, out=values)
+            else:
+                values[(slice(None), *inner)] = src.read(idx, window=window)
+            inside[inner] = True
+        if nodata is None and dtype.kind != "f":
+            return values, np.broadcast_to(inside, values.shape)
         valid = np.broadcast_to(inside, values.shape).copy()
-    else:
-        values = np.full((len(idx), *shape), np.nan, dtype=np.float64)
-        try:
-            rasterio.warp.reproject(
-                source=rasterio.band(src, idx),
-                destination=values,
-                src_nodata=nodata,
-                dst_transform=geobox.affine,
-                dst_crs=str(geobox.crs),
-                dst_nodata=np.nan,
-                resampling=resampling,
-                init_dest_nodata=True,
-                num_threads=1,
-            )
-        except rasterio.errors.RasterioError as error:
-            raise CorruptDataError(f"asset {href} could not be read or warped: {error}") from error
-        # The warper skips source no-data pixels and leaves NaN where nothing valid lands.
-        return values, ~np.isnan(values)
-    if nodata is not None:
-        if isinstance(nodata, float) and math.isnan(nodata):
+        if dtype.kind == "f":
             valid &= ~np.isnan(values)
-        else:
+        if nodata is not None and not nan_nodata:
             valid &= values != nodata
-    if values.dtype.kind == "f":
-        valid &= ~np.isnan(values)
-    return values, valid
+        return values, valid
+    values = np.full(
+        (len(idx), *shape), np.nan, dtype=_work_dtype(np.dtype(src.dtypes[idx[0] - 1]))
+    )
+    try:
+        rasterio.warp.reproject(
+            source=rasterio.band(src, idx),
+            destination=values,
+            src_nodata=nodata,
+            dst_transform=geobox.affine,
+            dst_crs=str(geobox.crs),
+            dst_nodata=np.nan,
+            resampling=resampling,
+            init_dest_nodata=True,
+            num_threads=1,
+        )
+    except rasterio.errors.RasterioError as error:
+        raise CorruptDataError(f"asset {href} could not be read or warped: {error}") from error
+    # The warper skips source no-data pixels and leaves NaN where nothing valid lands.
+    return values, ~np.isnan(values)
 
 
 def encode(
@@ -218,27 +257,56 @@ def encode(
         encoding: Storage encoding of the cube.
     """
     nodata = storage_nodata(encoding)
-    same = (
-        source.conversion == "none"
-        and math.isclose(source.scale, encoding.scale)
-        and math.isclose(source.offset, encoding.offset)
-    )
-    if same:
-        out = values
+    dtype = np.dtype(encoding.dtype)
+    if source.conversion == "none":
+        gain = source.scale / encoding.scale
+        shift = (source.offset - encoding.offset) / encoding.scale
+        if math.isclose(gain, 1.0) and abs(shift) < 1e-9 and values.dtype == dtype:
+            out = values.copy()  # the source's encoding is the storage encoding: bit-identical
+        elif (
+            dtype.kind in "iu"
+            and values.dtype.kind in "iu"
+            and abs(gain - round(gain)) < 1e-9
+            and abs(shift - round(shift)) < 1e-6
+        ):
+            # Integer to integer with an integer gain and shift (Sentinel-2 DN - 1000): exact,
+            # in integers, clipped so that nothing wraps around.
+            wide = values.astype(np.int64 if values.dtype.itemsize >= 4 else np.int32)
+            if round(gain) != 1:
+                np.multiply(wide, round(gain), out=wide)
+            if round(shift) != 0:
+                np.add(wide, round(shift), out=wide)
+            out = np.clip(wide, *_storage_range(dtype, nodata)).astype(dtype)
+        else:
+            work = values.astype(_work_dtype(values.dtype), copy=False)
+            out = _to_storage(work * gain + shift, dtype, nodata)
     else:
-        physical = values * source.scale + source.offset
+        physical = values.astype(np.float64) * source.scale + source.offset
         if source.conversion == "to_db":
             with np.errstate(divide="ignore", invalid="ignore"):
                 physical = np.where(physical > 0, 10.0 * np.log10(physical), np.nan)
             valid = valid & ~np.isnan(physical)
         elif source.conversion == "to_linear":
             physical = np.power(10.0, physical / 10.0)
-        out = (physical - encoding.offset) / encoding.scale
-    dtype = np.dtype(encoding.dtype)
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        low = info.min + (1 if nodata == info.min else 0)
-        high = info.max - (1 if nodata == info.max else 0)
-        out = np.clip(out if same else np.rint(out), low, high)
-    result: np.ndarray = np.where(valid, out, nodata).astype(dtype)
-    return result
+        out = _to_storage((physical - encoding.offset) / encoding.scale, dtype, nodata)
+    if not valid.all():
+        np.copyto(out, np.asarray(nodata, dtype), where=~valid)
+    return out
+
+
+def _storage_range(dtype: np.dtype[Any], nodata: float) -> tuple[int, int]:
+    """The storable range of an integer dtype, less the no-data value at either end."""
+    info = np.iinfo(dtype)
+    return (
+        info.min + (1 if nodata == info.min else 0),
+        info.max - (1 if nodata == info.max else 0),
+    )
+
+
+def _to_storage(values: np.ndarray, dtype: np.dtype[Any], nodata: float) -> np.ndarray:
+    """Round and clip float values into an integer storage dtype (NaN stays for float dtypes)."""
+    if dtype.kind not in "iu":
+        return values.astype(dtype)
+    low, high = _storage_range(dtype, nodata)
+    out: np.ndarray = np.clip(np.rint(np.nan_to_num(values, nan=nodata)), low, high).astype(dtype)
+    return out

@@ -63,7 +63,7 @@ class Layout:
         return self.side_m + 400.0
 
     def aoi(self, scale: int = 1) -> tuple[float, float, float, float]:
-        """Output bounds (left, bottom, right, top) in UTM for the base area times ``scale`` per side."""
+        """Output bounds (left, bottom, right, top) in UTM: the base area, ``scale`` x per side."""
         half = self.side_m * scale / 2
         return (CENTRE[0] - half, CENTRE[1] - half, CENTRE[0] + half, CENTRE[1] + half)
 
@@ -84,9 +84,9 @@ def _hash_noise(ix: np.ndarray, iy: np.ndarray, salt: int, modulo: int) -> np.nd
 def _field(x: np.ndarray, y: np.ndarray, phases: np.ndarray, k: int) -> np.ndarray:
     """A smooth field in [-1, 1] of world coordinates (metres or scaled degrees)."""
     p = phases[4 * k : 4 * k + 4]
-    return 0.5 * np.sin(x / 1700.0 + p[0]) * np.cos(y / 2300.0 + p[1]) + 0.5 * np.sin(
-        (x + y) / 450.0 + p[2]
-    ) * np.cos((x - y) / 830.0 + p[3])
+    out: np.ndarray = 0.5 * np.sin(x / 1700.0 + p[0]) * np.cos(y / 2300.0 + p[1])
+    out += 0.5 * np.sin((x + y) / 450.0 + p[2]) * np.cos((x - y) / 830.0 + p[3])
+    return out
 
 
 def s2_values(ix: np.ndarray, iy: np.ndarray, band: int, date: int, seed: int) -> np.ndarray:
@@ -95,7 +95,8 @@ def s2_values(ix: np.ndarray, iy: np.ndarray, band: int, date: int, seed: int) -
     f = _field(ix * 10.0, iy * 10.0, phases, band)
     refl = 0.05 + 0.12 * (1 + f) + 0.04 * date + 0.1 * band
     dn = refl * 10000 + 1000 + _hash_noise(ix, iy, 100 * date + band, 200)
-    return np.clip(dn, 1001, 7000).astype(np.uint16)
+    out: np.ndarray = np.clip(dn, 1001, 7000).astype(np.uint16)
+    return out
 
 
 def s1_values(ilon: np.ndarray, ilat: np.ndarray, band: int, date: int, seed: int) -> np.ndarray:
@@ -103,7 +104,8 @@ def s1_values(ilon: np.ndarray, ilat: np.ndarray, band: int, date: int, seed: in
     phases = _rng_params(seed + 1, 64)
     f = _field(ilon * 8.0, ilat * 11.0, phases, band + 2 * date)
     db = -12.0 - 6.0 * band + 4.0 * f + 0.01 * _hash_noise(ilon, ilat, 7 + 10 * date + band, 300)
-    return np.power(10.0, db / 10.0).astype(np.float32)
+    out: np.ndarray = np.power(10.0, db / 10.0).astype(np.float32)
+    return out
 
 
 def ortho_values(ix: np.ndarray, iy: np.ndarray, band: int, seed: int) -> np.ndarray:
@@ -111,7 +113,8 @@ def ortho_values(ix: np.ndarray, iy: np.ndarray, band: int, seed: int) -> np.nda
     phases = _rng_params(seed + 2, 64)
     f = _field(ix * 1.0, iy * 1.0, phases, band)
     v = 110 + 70 * f + (_hash_noise(ix, iy, 1000 + band, 24) - 12)
-    return np.clip(v, 1, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(v, 1, 255).astype(np.uint8)
+    return out
 
 
 def _write_cog(

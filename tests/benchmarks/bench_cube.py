@@ -1,15 +1,18 @@
-"""Benchmark: build one aligned cube three ways from the same local COGs, and geoalign's memory growth.
+"""Benchmark: one aligned cube built three ways from the same local COGs; geoalign's memory growth.
 
-    python tests/benchmarks/bench_cube.py            # full run (a few minutes on 2 cores)
-    python tests/benchmarks/bench_cube.py --quick    # smoke test (well under a minute)
+    python tests/benchmarks/bench_cube.py            # full run (2-4 minutes on 2 cores)
+    python tests/benchmarks/bench_cube.py --quick    # smoke test (about 20 s)
+    python tests/benchmarks/bench_cube.py --only s1 --skip-4x --data-dir /tmp/bench  # one modality
 
-Inputs (``_synthetic.py``, seeded, regenerated each run in a temporary folder): Sentinel-2-like
-uint16 single-band COGs (4 bands, 10 m, 2 x 2 overlapping tiles per date, 3 dates, one UTM zone),
-Sentinel-1-like float32 VV/VH COGs in EPSG:4326 (2 frames per date, 2 dates) and a 1 m RGBN
-uint8 orthophoto (2 x 2 tiles, pixel interleaved). The output is one cube in EPSG:32633 over a
-square area: S2 (10 m), S1 (10 m, warped from degrees) and the orthophoto (1 m), built by
+Inputs (``_synthetic.py``, seeded, regenerated in a temporary folder unless ``--data-dir`` holds
+the same scene): Sentinel-2-like uint16 single-band COGs (4 bands, 10 m, 1024 px blocks, deflate,
+2 x 2 overlapping tiles per date with no-data corners, 4 dates, one UTM zone), Sentinel-1-like
+float32 VV/VH COGs in EPSG:4326 (2 frames per date, 4 dates) and a 1 m RGBN uint8 orthophoto
+(2 x 2 tiles, pixel interleaved, 512 px blocks). The output is one cube in EPSG:32633 over a
+6 km square: S2 (10 m), S1 (10 m, warped from degrees) and the orthophoto (1 m; 94% of the
+output pixels), built by
 
-- ``geoalign``: ``geoalign.cube.build_cube`` (its defaults: threaded dask, uncompressed Zarr);
+- ``geoalign``: ``geoalign.cube.build_cube`` with its defaults (threaded dask, uncompressed Zarr);
 - ``odc-stac``: ``odc.stac.load(items, bands=..., geobox=<the same GeoBox>, chunks=2048 px,
   groupby="solar_day", resampling="nearest").to_zarr(...)`` per modality, threaded dask,
   uncompressed like geoalign's store (zarr's default zstd would slow odc-stac down);
@@ -17,13 +20,19 @@ square area: S2 (10 m), S1 (10 m, warped from degrees) and the orthophoto (1 m),
   date onto the same grid, to a tiled uncompressed GeoTIFF (S2/S1 band files stacked first with
   ``gdalbuildvrt -separate``, timed too).
 
-Each run is a fresh subprocess, so peak RSS (``ru_maxrss``; for gdalwarp the largest child's)
-belongs to that run only; wall time covers the build, not interpreter start-up and imports.
-Throughput is output pixels x bands x dates per second. geoalign's output is checked against
-odc-stac's and gdalwarp's: bit-identical where the source grid is the output grid (S2, ortho),
-and as the fraction of equal pixels for S1 (nearest-neighbour warps, whose per-block
-approximations may pick a neighbouring source pixel). Then geoalign builds an area 4x larger
-(2x each side) for ``peak_rss_ratio_4x``.
+Each run is a fresh subprocess, so its peak RSS is its own: VmHWM of the worker (ru_maxrss is
+not used: after fork + exec Linux starts it from the parent's size), for gdalwarp the largest
+child's VmHWM, sampled every 5 ms. Wall time covers the build (planning included), not
+interpreter start-up and imports; CPU time is user + system over the same span. Loaders run
+round robin ``--repeat`` times (default 3) and the best wall time counts, because the machine
+may be shared; medians are reported too. Throughput is output pixels x bands x dates per second.
+
+geoalign's output is checked against odc-stac's and gdalwarp's: bit-identical where the source
+grid is the output grid (S2, ortho), and as the fraction of equal pixels where it is warped (S1:
+GDAL's approximate transformer makes nearest-neighbour picks depend on how the output is cut into
+warp blocks). Then geoalign builds an area 4x larger (2x each side): ``peak_rss_ratio_4x`` is its
+peak RSS over the smallest base peak (``peak_rss_delta_ratio_4x``: the same above the RSS after
+imports).
 
 The last line printed is a JSON object: ``ratio_vs_odc_stac``, ``ratio_vs_gdalwarp``,
 ``peak_rss_ratio_4x`` and the raw figures. ``--out FILE`` also writes it to a file.
@@ -48,26 +57,50 @@ from typing import Any
 if __package__:
     from ._synthetic import S1_NODATA, UTM, Layout, disk_usage, make_scene, remove_tree
 else:  # run as a script: this folder is sys.path[0]
-    from _synthetic import S1_NODATA, UTM, Layout, disk_usage, make_scene, remove_tree  # type: ignore[no-redef]
+    from _synthetic import S1_NODATA, UTM, Layout, disk_usage, make_scene, remove_tree  # type: ignore[no-redef,import-not-found]
 
 #: Scene sizes. ``side_m`` is the base output area's edge; the 4x run doubles it.
 LAYOUTS = {
     "quick": Layout(side_m=1000, s2_tile_px=256, s2_dates=2, s1_dates=1),
-    "full": Layout(side_m=6000, s2_tile_px=800, s2_dates=3, s1_dates=2),
+    "full": Layout(side_m=6000, s2_tile_px=800, s2_dates=4, s1_dates=4),
 }
 
 #: The modalities of the cube: geoalign sensor and bands, odc-stac band names, decoding of the
 #: raw values odc-stac and gdalwarp return (physical = raw * scale + offset; nodata = missing).
 MODALITIES: list[dict[str, Any]] = [
-    {"name": "s2", "sensor": "sentinel-2-l2a", "resolution": 10.0,
-     "bands": ["blue", "green", "red", "nir"], "odc_bands": ["blue", "green", "red", "nir"],
-     "raw_scale": 0.0001, "raw_offset": -0.1, "raw_nodata": 0, "aligned": True},
-    {"name": "s1", "sensor": "sentinel-1-rtc", "resolution": 10.0,
-     "bands": ["vv", "vh"], "odc_bands": ["vv", "vh"],
-     "raw_scale": 1.0, "raw_offset": 0.0, "raw_nodata": S1_NODATA, "aligned": False},
-    {"name": "ortho", "sensor": "naip", "resolution": 1.0,
-     "bands": ["red", "green", "blue", "nir"], "odc_bands": ["Red", "Green", "Blue", "NIR"],
-     "raw_scale": 1.0, "raw_offset": 0.0, "raw_nodata": 0, "aligned": True},
+    {
+        "name": "s2",
+        "sensor": "sentinel-2-l2a",
+        "resolution": 10.0,
+        "bands": ["blue", "green", "red", "nir"],
+        "odc_bands": ["blue", "green", "red", "nir"],
+        "raw_scale": 0.0001,
+        "raw_offset": -0.1,
+        "raw_nodata": 0,
+        "aligned": True,
+    },
+    {
+        "name": "s1",
+        "sensor": "sentinel-1-rtc",
+        "resolution": 10.0,
+        "bands": ["vv", "vh"],
+        "odc_bands": ["vv", "vh"],
+        "raw_scale": 1.0,
+        "raw_offset": 0.0,
+        "raw_nodata": S1_NODATA,
+        "aligned": False,
+    },
+    {
+        "name": "ortho",
+        "sensor": "naip",
+        "resolution": 1.0,
+        "bands": ["red", "green", "blue", "nir"],
+        "odc_bands": ["Red", "Green", "Blue", "NIR"],
+        "raw_scale": 1.0,
+        "raw_offset": 0.0,
+        "raw_nodata": 0,
+        "aligned": True,
+    },
 ]
 
 ODC_CHUNK = 2048
@@ -115,6 +148,12 @@ def _run_measured(command: list[str]) -> int:
     return peak
 
 
+def _selected(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The modalities of this run (``--only``), in cube order."""
+    wanted = config.get("modalities") or [mod["name"] for mod in MODALITIES]
+    return [mod for mod in MODALITIES if mod["name"] in wanted]
+
+
 def _load_items(config: dict[str, Any], name: str) -> list[Any]:
     import pystac
 
@@ -125,60 +164,35 @@ def _load_items(config: dict[str, Any], name: str) -> list[Any]:
 def _geobox(bounds: list[float], resolution: float) -> Any:
     from odc.geo.geobox import GeoBox
 
-    return GeoBox.from_bbox(tuple(bounds), UTM, resolution=resolution, tight=True)
+    left, bottom, right, top = bounds
+    return GeoBox.from_bbox((left, bottom, right, top), UTM, resolution=resolution, tight=True)
 
 
 def _output_pixels(config: dict[str, Any], bounds: list[float]) -> dict[str, int]:
     """Output pixels x bands x dates per modality for an area."""
     out = {}
-    for mod in MODALITIES:
+    for mod in _selected(config):
         gbox = _geobox(bounds, mod["resolution"])
         dates = len(config["dates"][mod["name"]])
         out[mod["name"]] = gbox.shape.y * gbox.shape.x * len(mod["bands"]) * dates
     return out
 
 
-class _CubeSensor:
-    """geoalign.cube's view of a sensor, for as long as cube.py and geoalign.sensors disagree.
-
-    cube.py (work in progress) asks a sensor for ``storage`` (an encoding with ``units``) and
-    its bands for ``wavelength_nm``; the sensors package calls these ``encoding`` and
-    ``center_wavelength_nm``. Only used when planning with the real sensor fails with an
-    AttributeError, and reported in the results as ``sensor_adapter``.
-    """
-
-    def __init__(self, sensor: Any) -> None:
-        from types import SimpleNamespace
-
-        self._sensor = sensor
-        enc = sensor.encoding
-        units = next((b.units for b in sensor.bands if b.units), None)
-        self.storage = SimpleNamespace(
-            dtype=enc.dtype, scale=enc.scale, offset=enc.offset,
-            nodata=math.nan if enc.nodata is None else enc.nodata, units=units,
-        )
-        self.bands = tuple(
-            SimpleNamespace(name=b.name, wavelength_nm=b.center_wavelength_nm) for b in sensor.bands
-        )
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sensor, name)
-
-
-def _requests(config: dict[str, Any], adapter: bool) -> list[Any]:
+def _requests(config: dict[str, Any]) -> list[Any]:
     from geoalign.cube import ModalityRequest
-    from geoalign.sensors import get_sensor
 
-    out = []
-    for mod in MODALITIES:
-        sensor: Any = get_sensor(mod["sensor"])
-        if adapter:
-            sensor = _CubeSensor(sensor)
-        out.append(ModalityRequest(
-            mod["name"], sensor, _load_items(config, mod["name"]), mod["resolution"],
-            bands=mod["bands"], mask_clouds=False, resampling="nearest",
-        ))
-    return out
+    return [
+        ModalityRequest(
+            mod["name"],
+            mod["sensor"],
+            _load_items(config, mod["name"]),
+            mod["resolution"],
+            bands=mod["bands"],
+            mask_clouds=False,
+            resampling="nearest",
+        )
+        for mod in _selected(config)
+    ]
 
 
 # ------------------------------------------------------------------------------------- workers
@@ -188,22 +202,20 @@ def worker_geoalign(config: dict[str, Any], bounds: list[float], store: Path) ->
     """Time ``build_cube`` over ``bounds`` (planning included); the store is left for checks."""
     from geoalign.cube import build_cube, plan_cube
 
-    adapter = False
-    kwargs = {"aoi": tuple(bounds), "aoi_crs": UTM, "crs": UTM}
-    try:
-        plan_cube(_requests(config, adapter=False), **kwargs)
-    except AttributeError as error:  # cube.py and geoalign.sensors not reconciled yet
-        adapter = str(error)
-        plan_cube(_requests(config, adapter=True), **kwargs)
-    requests = _requests(config, adapter=bool(adapter))
+    kwargs: dict[str, Any] = {"aoi": tuple(bounds), "aoi_crs": UTM, "crs": UTM}
+    plan_cube(_requests(config), **kwargs)  # untimed: first imports, sensor registry, YAML
+    requests = _requests(config)
     baseline = _peak_rss_self()
     cpu = _cpu_s()
     start = time.perf_counter()
     build_cube(store, requests, overwrite=True, **kwargs)
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "cpu_s": _cpu_s() - cpu, "peak_rss": _peak_rss_self(),
-            "baseline_rss": baseline,
-            "sensor_adapter": adapter or None}
+    return {
+        "wall_s": wall,
+        "cpu_s": _cpu_s() - cpu,
+        "peak_rss": _peak_rss_self(),
+        "baseline_rss": baseline,
+    }
 
 
 def worker_odc(config: dict[str, Any], bounds: list[float], store: Path) -> dict[str, Any]:
@@ -211,28 +223,37 @@ def worker_odc(config: dict[str, Any], bounds: list[float], store: Path) -> dict
     import odc.stac
     import xarray as xr
 
-    items = {mod["name"]: _load_items(config, mod["name"]) for mod in MODALITIES}
+    items = {mod["name"]: _load_items(config, mod["name"]) for mod in _selected(config)}
     xr.Dataset().to_zarr(store, mode="w", consolidated=False, zarr_format=3)
     baseline = _peak_rss_self()
     cpu = _cpu_s()
     start = time.perf_counter()
-    for mod in MODALITIES:
+    for mod in _selected(config):
         ds = odc.stac.load(
-            items[mod["name"]], bands=mod["odc_bands"], geobox=_geobox(bounds, mod["resolution"]),
-            chunks={"x": ODC_CHUNK, "y": ODC_CHUNK}, groupby="solar_day", resampling="nearest",
+            items[mod["name"]],
+            bands=mod["odc_bands"],
+            geobox=_geobox(bounds, mod["resolution"]),
+            chunks={"x": ODC_CHUNK, "y": ODC_CHUNK},
+            groupby="solar_day",
+            resampling="nearest",
         )
         encoding = {str(v): {"compressors": None} for v in ds.data_vars}
-        ds.to_zarr(store, group=mod["name"], mode="w", consolidated=False, zarr_format=3,
-                   encoding=encoding)
+        ds.to_zarr(
+            store, group=mod["name"], mode="w", consolidated=False, zarr_format=3, encoding=encoding
+        )
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "cpu_s": _cpu_s() - cpu, "peak_rss": _peak_rss_self(),
-            "baseline_rss": baseline}
+    return {
+        "wall_s": wall,
+        "cpu_s": _cpu_s() - cpu,
+        "peak_rss": _peak_rss_self(),
+        "baseline_rss": baseline,
+    }
 
 
 def _gdal_jobs(config: dict[str, Any], bounds: list[float], folder: Path) -> list[list[list[str]]]:
     """Command lines per output file: [gdalbuildvrt ..., ..., gdalwarp ...]."""
     jobs = []
-    for mod in MODALITIES:
+    for mod in _selected(config):
         res = mod["resolution"]
         by_day: dict[str, list[Any]] = defaultdict(list)
         for item in _load_items(config, mod["name"]):
@@ -250,13 +271,36 @@ def _gdal_jobs(config: dict[str, Any], bounds: list[float], folder: Path) -> lis
                 sources.append(str(vrt))
             nodata = [] if mod["raw_nodata"] is None else ["-dstnodata", f"{mod['raw_nodata']:g}"]
             out = folder / f"{mod['name']}_{day}.tif"
-            commands.append([
-                "gdalwarp", "-q", "-overwrite", "-t_srs", UTM,
-                "-te", *(f"{v:.6f}" for v in bounds), "-tr", f"{res:g}", f"{res:g}",
-                "-r", "near", "-multi", "-wo", "NUM_THREADS=2", *nodata,
-                "-co", "TILED=YES", "-co", "BLOCKXSIZE=512", "-co", "BLOCKYSIZE=512",
-                "-co", "BIGTIFF=IF_SAFER", *sources, str(out),
-            ])
+            commands.append(
+                [
+                    "gdalwarp",
+                    "-q",
+                    "-overwrite",
+                    "-t_srs",
+                    UTM,
+                    "-te",
+                    *(f"{v:.6f}" for v in bounds),
+                    "-tr",
+                    f"{res:g}",
+                    f"{res:g}",
+                    "-r",
+                    "near",
+                    "-multi",
+                    "-wo",
+                    "NUM_THREADS=2",
+                    *nodata,
+                    "-co",
+                    "TILED=YES",
+                    "-co",
+                    "BLOCKXSIZE=512",
+                    "-co",
+                    "BLOCKYSIZE=512",
+                    "-co",
+                    "BIGTIFF=IF_SAFER",
+                    *sources,
+                    str(out),
+                ]
+            )
             jobs.append(commands)
     return jobs
 
@@ -272,24 +316,43 @@ def worker_gdalwarp(config: dict[str, Any], bounds: list[float], folder: Path) -
         for command in commands:
             peak = max(peak, _run_measured(command))
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "cpu_s": _cpu_s(resource.RUSAGE_CHILDREN) - cpu, "peak_rss": peak,
-            "baseline_rss": 0,
-            "commands": [" ".join(c) for job in jobs for c in job][:3]}
+    return {
+        "wall_s": wall,
+        "cpu_s": _cpu_s(resource.RUSAGE_CHILDREN) - cpu,
+        "peak_rss": peak,
+        "baseline_rss": 0,
+        "commands": [" ".join(c) for job in jobs for c in job][:3],
+    }
 
 
 WORKERS = {"geoalign": worker_geoalign, "odc-stac": worker_odc, "gdalwarp": worker_gdalwarp}
 
 
-def run_worker(name: str, config_path: Path, area: str, output: Path, timeout: float) -> dict[str, Any]:
+def run_worker(
+    name: str, config_path: Path, area: str, output: Path, timeout: float
+) -> dict[str, Any]:
     """Run one worker in a fresh interpreter and return its result."""
     result_path = output.with_suffix(".result.json")
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", name,
-               "--config", str(config_path), "--area", area, "--output", str(output),
-               "--result", str(result_path)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        name,
+        "--config",
+        str(config_path),
+        "--area",
+        area,
+        "--output",
+        str(output),
+        "--result",
+        str(result_path),
+    ]
     started = time.perf_counter()
     proc = subprocess.run(command, timeout=timeout, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"worker {name} ({area}) failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise RuntimeError(
+            f"worker {name} ({area}) failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     result: dict[str, Any] = json.loads(result_path.read_text())
     result["process_s"] = time.perf_counter() - started
     return result
@@ -319,8 +382,9 @@ def _match(a: Any, b: Any) -> tuple[int, int]:
     return int((both_nan | close).sum()), int(a.size)
 
 
-def compare_outputs(config: dict[str, Any], geo_store: Path, odc_store: Path,
-                    gdal_dir: Path) -> dict[str, Any]:
+def compare_outputs(
+    config: dict[str, Any], geo_store: Path, odc_store: Path, gdal_dir: Path
+) -> dict[str, Any]:
     """Fraction of equal pixels, geoalign vs odc-stac and vs gdalwarp, per modality."""
     import numpy as np
     import rasterio
@@ -329,7 +393,7 @@ def compare_outputs(config: dict[str, Any], geo_store: Path, odc_store: Path,
     from geoalign.sensors import get_sensor
 
     report: dict[str, Any] = {}
-    for mod in MODALITIES:
+    for mod in _selected(config):
         name = mod["name"]
         geo = xr.open_zarr(geo_store, group=name, consolidated=False, mask_and_scale=False)
         enc = get_sensor(mod["sensor"]).encoding
@@ -337,8 +401,10 @@ def compare_outputs(config: dict[str, Any], geo_store: Path, odc_store: Path,
         odc = xr.open_zarr(odc_store, group=name, consolidated=False, mask_and_scale=False)
         days = sorted(config["dates"][name])
         if geo.sizes["time"] != len(days) or odc.sizes["time"] != len(days):
-            raise RuntimeError(f"{name}: {geo.sizes['time']} geoalign dates, {odc.sizes['time']} "
-                               f"odc-stac dates, {len(days)} expected")
+            raise RuntimeError(
+                f"{name}: {geo.sizes['time']} geoalign dates, {odc.sizes['time']} "
+                f"odc-stac dates, {len(days)} expected"
+            )
         if not (np.allclose(geo.x, odc.x) and np.allclose(geo.y, odc.y)):
             raise RuntimeError(f"{name}: geoalign and odc-stac grids differ")
         agree = {"odc-stac": [0, 0], "gdalwarp": [0, 0], "reference": [0, 0]}
@@ -379,12 +445,22 @@ def _fmt_mib(value: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small scene for a smoke test")
-    parser.add_argument("--data-dir", type=Path, help="keep inputs and outputs here (reused "
-                        "if its scene matches) instead of a temporary folder")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep inputs and outputs here (reused "
+        "if its scene matches) instead of a temporary folder",
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON result to this file")
     parser.add_argument("--skip-4x", action="store_true", help="leave out the 4x-area run")
-    parser.add_argument("--repeat", type=int, help="runs per loader, round robin; the best wall "
-                        "time counts (default 3, --quick 1)")
+    parser.add_argument(
+        "--only", help="comma-separated modalities to build (s2,s1,ortho); default all"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        help="runs per loader, round robin; the best wall time counts (default 3, --quick 1)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
     # Internal: one measured run in a fresh process.
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
@@ -425,8 +501,10 @@ def _run(args: argparse.Namespace, mode: str, layout: Layout, root: Path) -> dic
     config_path = root / "config.json"
     stamp = {"layout": layout.__dict__, "version": 1}
     reuse = config_path.exists() and json.loads(config_path.read_text()).get("stamp") == stamp
-    print(f"geoalign cube benchmark ({mode}): {os.cpu_count()} CPUs, GDAL (gdalwarp) "
-          f"{_gdal_version()}, rasterio GDAL {rasterio.__gdal_version__}; data in {root}")
+    print(
+        f"geoalign cube benchmark ({mode}): {os.cpu_count()} CPUs, GDAL (gdalwarp) "
+        f"{_gdal_version()}, rasterio GDAL {rasterio.__gdal_version__}; data in {root}"
+    )
     start = time.perf_counter()
     if not reuse:
         remove_tree(scene)
@@ -436,23 +514,40 @@ def _run(args: argparse.Namespace, mode: str, layout: Layout, root: Path) -> dic
         for name, dicts in items.items():
             files[name] = str(root / f"items-{name}.json")
             Path(files[name]).write_text(json.dumps(dicts))
-        dates = {name: sorted({d["properties"]["datetime"][:10].replace("-", "") for d in dicts})
-                 for name, dicts in items.items()}
-        config = {"stamp": stamp, "items": files, "dates": dates,
-                  "bounds": {"base": list(layout.aoi(1)), "4x": list(layout.aoi(2))}}
+        dates = {
+            name: sorted({d["properties"]["datetime"][:10].replace("-", "") for d in dicts})
+            for name, dicts in items.items()
+        }
+        config = {
+            "stamp": stamp,
+            "items": files,
+            "dates": dates,
+            "bounds": {"base": list(layout.aoi(1)), "4x": list(layout.aoi(2))},
+        }
         config_path.write_text(json.dumps(config))
     config = json.loads(config_path.read_text())
+    names = [mod["name"] for mod in MODALITIES]
+    only = args.only.split(",") if args.only else names
+    if not only or any(name not in names for name in only):
+        raise SystemExit(f"--only takes a comma-separated subset of {names}, got {args.only!r}")
+    config["modalities"] = only
+    config_path.write_text(json.dumps(config))
     generate_s = time.perf_counter() - start
-    print(f"inputs: {disk_usage(scene) / 1e6:,.0f} MB of COGs ({generate_s:.1f} s"
-          f"{', reused' if reuse else ''})")
+    print(
+        f"inputs: {disk_usage(scene) / 1e6:,.0f} MB of COGs ({generate_s:.1f} s"
+        f"{', reused' if reuse else ''})"
+    )
 
     outputs = root / "outputs"
     remove_tree(outputs)
     outputs.mkdir(parents=True)
     pixels = _output_pixels(config, config["bounds"]["base"])
     mpix = sum(pixels.values()) / 1e6
-    paths = {"geoalign": outputs / "geoalign.zarr", "odc-stac": outputs / "odc.zarr",
-             "gdalwarp": outputs / "gdalwarp"}
+    paths = {
+        "geoalign": outputs / "geoalign.zarr",
+        "odc-stac": outputs / "odc.zarr",
+        "gdalwarp": outputs / "gdalwarp",
+    }
     repeats = args.repeat if args.repeat is not None else (1 if mode == "quick" else 3)
     trials: dict[str, list[dict[str, Any]]] = {name: [] for name in paths}
     for round_ in range(repeats):
@@ -471,8 +566,10 @@ def _run(args: argparse.Namespace, mode: str, layout: Layout, root: Path) -> dic
     if not args.skip_4x:
         print("geoalign on the 4x area ...", flush=True)
         big_mpix = sum(_output_pixels(config, config["bounds"]["4x"]).values()) / 1e6
-        big = _summarise([run_worker("geoalign", config_path, "4x", outputs / "geoalign-4x.zarr",
-                                     args.timeout)], big_mpix)
+        big = _summarise(
+            [run_worker("geoalign", config_path, "4x", outputs / "geoalign-4x.zarr", args.timeout)],
+            big_mpix,
+        )
         big["output_mpix"] = round(big_mpix, 2)
         remove_tree(outputs)
 
@@ -484,24 +581,34 @@ def _run(args: argparse.Namespace, mode: str, layout: Layout, root: Path) -> dic
         "repeats": repeats,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "versions": _versions(),
+        "modalities": config["modalities"],
         "output_mpix": round(mpix, 2),
         "output_mpix_by_modality": {k: round(v / 1e6, 2) for k, v in pixels.items()},
         # Throughput ratios from the best wall time of each loader (least disturbed run).
         "ratio_vs_odc_stac": round(geo["mpix_per_s"] / runs["odc-stac"]["mpix_per_s"], 3),
         "ratio_vs_gdalwarp": round(geo["mpix_per_s"] / runs["gdalwarp"]["mpix_per_s"], 3),
-        "ratio_vs_odc_stac_median": round(runs["odc-stac"]["wall_s_median"] / geo["wall_s_median"], 3),
-        "ratio_vs_gdalwarp_median": round(runs["gdalwarp"]["wall_s_median"] / geo["wall_s_median"], 3),
+        "ratio_vs_odc_stac_median": round(
+            runs["odc-stac"]["wall_s_median"] / geo["wall_s_median"], 3
+        ),
+        "ratio_vs_gdalwarp_median": round(
+            runs["gdalwarp"]["wall_s_median"] / geo["wall_s_median"], 3
+        ),
         # Memory: the 4x-area peak over the smallest base peak (conservative).
-        "peak_rss_ratio_4x": round(big["peak_rss_mib"] / geo["peak_rss_mib_min"], 3) if big else None,
+        "peak_rss_ratio_4x": round(big["peak_rss_mib"] / geo["peak_rss_mib_min"], 3)
+        if big
+        else None,
         "peak_rss_delta_ratio_4x": (
-            round((big["peak_rss_mib"] - big["baseline_rss_mib"])
-                  / (geo["peak_rss_mib_min"] - geo["baseline_rss_mib"]), 3)
-            if big else None
+            round(
+                (big["peak_rss_mib"] - big["baseline_rss_mib"])
+                / (geo["peak_rss_mib_min"] - geo["baseline_rss_mib"]),
+                3,
+            )
+            if big
+            else None
         ),
         "runs": runs,
         "geoalign_4x": big,
         "checks": checks,
-        "sensor_adapter": trials["geoalign"][0].get("sensor_adapter"),
         "inputs_mb": round(disk_usage(scene) / 1e6, 1),
         "generate_s": round(generate_s, 1),
     }
@@ -545,36 +652,47 @@ def _gdal_version() -> str:
     try:
         out = subprocess.run(["gdalwarp", "--version"], capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError) as error:
-        raise SystemExit(f"gdalwarp is needed for this benchmark (apt install gdal-bin): {error}")
+        raise SystemExit(
+            f"gdalwarp is needed for this benchmark (apt install gdal-bin): {error}"
+        ) from error
     return out.stdout.split(",")[0].replace("GDAL ", "")
 
 
 def _print_table(result: dict[str, Any]) -> None:
     print()
-    print(f"output: {result['output_mpix']:.1f} Mpix (pixels x bands x dates: "
-          + ", ".join(f"{k} {v:.1f}" for k, v in result["output_mpix_by_modality"].items())
-          + f"); best of {result['repeats']} run(s)")
-    print(f"{'loader':<13}{'wall s':>8}{'median s':>10}{'CPU s':>8}{'Mpix/s':>8}"
-          f"{'peak RSS MiB':>14}{'after imports':>15}")
+    print(
+        f"output: {result['output_mpix']:.1f} Mpix (pixels x bands x dates: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in result["output_mpix_by_modality"].items())
+        + f"); best of {result['repeats']} run(s)"
+    )
+    print(
+        f"{'loader':<13}{'wall s':>8}{'median s':>10}{'CPU s':>8}{'Mpix/s':>8}"
+        f"{'peak RSS MiB':>14}{'after imports':>15}"
+    )
     rows = list(result["runs"].items())
     if result["geoalign_4x"]:
         rows.append(("geoalign 4x", result["geoalign_4x"]))
     for name, r in rows:
-        print(f"{name:<13}{r['wall_s']:>8.2f}{r['wall_s_median']:>10.2f}{r['cpu_s']:>8.2f}"
-              f"{r['mpix_per_s']:>8.1f}{r['peak_rss_mib']:>14,.0f}{r['baseline_rss_mib']:>15,.0f}")
-    print(f"geoalign vs odc-stac {result['ratio_vs_odc_stac']:.2f}x (median "
-          f"{result['ratio_vs_odc_stac_median']:.2f}x), vs gdalwarp {result['ratio_vs_gdalwarp']:.2f}x "
-          f"(median {result['ratio_vs_gdalwarp_median']:.2f}x); peak RSS 4x area / base "
-          f"{result['peak_rss_ratio_4x']} (above the import baseline: "
-          f"{result['peak_rss_delta_ratio_4x']})")
+        print(
+            f"{name:<13}{r['wall_s']:>8.2f}{r['wall_s_median']:>10.2f}{r['cpu_s']:>8.2f}"
+            f"{r['mpix_per_s']:>8.1f}{r['peak_rss_mib']:>14,.0f}{r['baseline_rss_mib']:>15,.0f}"
+        )
+    print(
+        f"geoalign vs odc-stac {result['ratio_vs_odc_stac']:.2f}x (median "
+        f"{result['ratio_vs_odc_stac_median']:.2f}x), "
+        f"vs gdalwarp {result['ratio_vs_gdalwarp']:.2f}x "
+        f"(median {result['ratio_vs_gdalwarp_median']:.2f}x); peak RSS 4x area / base "
+        f"{result['peak_rss_ratio_4x']} (above the import baseline: "
+        f"{result['peak_rss_delta_ratio_4x']})"
+    )
     for name, c in result["checks"].items():
         kind = "aligned" if c["aligned"] else "warped"
-        print(f"  {name:<6} ({kind}): equal pixels, geoalign vs odc-stac "
-              f"{c['equal_fraction_vs_odc_stac']:.6f}, vs gdalwarp "
-              f"{c['equal_fraction_vs_gdalwarp']:.6f}, odc-stac vs gdalwarp "
-              f"{c['equal_fraction_odc_stac_vs_gdalwarp']:.6f}; valid {c['valid_fraction']:.3f}")
-    if result["sensor_adapter"]:
-        print(f"  note: planned through a sensor adapter ({result['sensor_adapter']})")
+        print(
+            f"  {name:<6} ({kind}): equal pixels, geoalign vs odc-stac "
+            f"{c['equal_fraction_vs_odc_stac']:.6f}, vs gdalwarp "
+            f"{c['equal_fraction_vs_gdalwarp']:.6f}, odc-stac vs gdalwarp "
+            f"{c['equal_fraction_odc_stac_vs_gdalwarp']:.6f}; valid {c['valid_fraction']:.3f}"
+        )
     print()
 
 
