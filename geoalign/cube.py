@@ -504,9 +504,15 @@ def write_cube(
         if on_tile is not None:
             on_tile(counter["n"], total)
 
+    resumed = bool(done)
     with _bounded_gdal_cache():
-        write_tiles(store, datasets, tiles, done, fingerprint=fingerprint, on_tile=tick)
-    fractions = _valid_fractions(store, list(plan.modalities))
+        counts = write_tiles(store, datasets, tiles, done, fingerprint=fingerprint, on_tile=tick)
+    if resumed:  # tiles written by an earlier run are not in memory: read them back
+        fractions = _valid_fractions(store, list(plan.modalities))
+    else:
+        # Counted from the blocks just computed: reading ``valid`` back from the store cost
+        # 0.3-0.6 s of serial time after the last tile on the benchmark.
+        fractions = {name: counts[name] / datasets[name]["valid"].size for name in plan.modalities}
     empty = [name for name, fraction in fractions.items() if fraction == 0.0]
     if empty:
         raise NoDataFoundError(

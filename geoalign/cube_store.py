@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import dask.array as da
 import dask.base
 import xarray as xr
 import zarr
@@ -203,45 +204,72 @@ def write_tiles(
     done: set[str],
     *,
     fingerprint: str,
-    batch: int = 2,
+    batch: int = 4,
     on_tile: Callable[[Tile], None] | None = None,
-) -> None:
+) -> dict[str, int]:
     """Compute and write the ``tiles`` not yet ``done``, a batch at a time, recording progress.
 
-    Tiles of one batch are computed in parallel by the active dask scheduler (threads by default,
-    or a ``dask.distributed`` client if one is active).
+    Progress is recorded after each batch of ``batch`` tiles (at least twice per call when
+    there are two tiles or more). Tiles of one batch are computed in parallel by the active
+    dask scheduler (threads by default, or a ``dask.distributed`` client if one is active).
+    The arrays must exist already (see :func:`write_group_metadata`); the stored (raw) values
+    are written as they are.
+
+    Returns:
+        The number of True pixels of each group's ``valid`` variable in the tiles written by
+        this call (counted from the computed blocks, so the store is not read back).
     """
+    # Open each spatial array once and write dask blocks into it directly (dask.array.store):
+    # an xarray region write per tile re-opened the store and re-checked every variable, about
+    # 35 ms of serial time per tile here (0.4 s of the benchmark's 4.6 s single-threaded build).
+    targets: dict[str, dict[str, Any]] = {}
+    for name, ds in datasets.items():
+        group = zarr.open_group(str(path), mode="r+", path=name)
+        targets[name] = {
+            str(var): group[str(var)]
+            for var, array in ds.data_vars.items()
+            if {"y", "x"} <= set(array.dims)
+        }
+    counts: dict[str, int] = {name: 0 for name, ds in datasets.items() if "valid" in ds}
     todo = [tile for tile in tiles if tile.key not in done]
+    # 4 tiles per batch on 2 threads: at the end of each batch (progress is recorded between
+    # batches) one core waits for the slowest tile; the benchmark build took 2.8-3.4 s with
+    # batches of 4 against 3.5-4.2 s with 2. Memory stays bounded by the batch, not the area.
+    # Small builds still record progress at least twice, so an interrupt keeps finished work.
+    batch = max(1, min(batch, (len(todo) + 1) // 2))
     for start in range(0, len(todo), batch):
         current = todo[start : start + batch]
-        writes = []
+        sources: list[da.Array] = []
+        destinations: list[Any] = []
+        regions: list[tuple[slice, ...]] = []
+        sums: list[da.Array] = []
+        sum_groups: list[str] = []
         for tile in current:
             ds = datasets[tile.group]
-            spatial = [name for name, var in ds.data_vars.items() if {"y", "x"} <= set(var.dims)]
-            # Coordinates were written with the metadata; a region write carries data only.
-            region_ds = ds[spatial].isel(y=tile.y, x=tile.x).drop_vars(list(ds.coords))
-            for var in region_ds.data_vars.values():
-                # Attributes (scale_factor...) and encodings are in the metadata already; a region
-                # write must carry the stored (raw) values only.
-                var.attrs = {}
-                var.encoding = {}
-            writes.append(
-                region_ds.to_zarr(
-                    str(path),
-                    group=tile.group,
-                    region={"y": tile.y, "x": tile.x},
-                    compute=False,
-                    consolidated=False,
-                    zarr_format=3,
-                    write_empty_chunks=True,
+            for var, target in targets[tile.group].items():
+                array = ds[var]
+                region = tuple(
+                    {"y": tile.y, "x": tile.x}.get(str(dim), slice(None)) for dim in array.dims
                 )
-            )
-        dask.base.compute(*writes)
+                block = da.asarray(array.data)[region]
+                sources.append(block)
+                destinations.append(target)
+                regions.append(region)
+                if var == "valid":
+                    sums.append(block.sum(dtype="int64"))
+                    sum_groups.append(tile.group)
+        writes = da.store(
+            sources, destinations, regions=regions, lock=False, compute=False, return_stored=False
+        )
+        _, totals = dask.base.compute(writes, sums)
+        for group_name, total in zip(sum_groups, totals, strict=True):
+            counts[group_name] += int(total)
         done.update(tile.key for tile in current)
         _write_progress(path, {"done": sorted(done), "fingerprint": fingerprint})
         if on_tile is not None:
             for tile in current:
                 on_tile(tile)
+    return counts
 
 
 def finalize_store(path: Path, attrs: Mapping[str, Any]) -> None:

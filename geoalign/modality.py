@@ -24,7 +24,14 @@ from odc.geo.xr import xr_coords
 from rasterio.enums import Resampling
 
 from geoalign.errors import InvalidInputError, NoDataFoundError
-from geoalign.reading import BandSourceLike, encode, overlaps, read_file_bands, storage_nodata
+from geoalign.reading import (
+    BandSourceLike,
+    encode,
+    overlaps,
+    read_file_bands,
+    read_file_window,
+    storage_nodata,
+)
 from geoalign.sensors.model import Encoding, MaskSpec
 
 TimeMode = Literal["series", "median", "least_cloudy"]
@@ -139,37 +146,40 @@ def group_by_solar_day(
     )
 
 
-def _read_item(
-    item: ItemSources, geobox: GeoBox, plan: ModalityPlan
-) -> tuple[np.ndarray, np.ndarray] | None:
+@dataclass(frozen=True)
+class _BandPart:
+    """One band of one item on the part of a block that its file covers, in storage encoding.
+
+    Attributes:
+        band: Position of the band in the modality.
+        rows: Rows of the block covered.
+        cols: Columns of the block covered.
+        values: Storage-encoded values, ``(len(rows), len(cols))``; meaningful where ``valid``.
+        valid: None when every pixel has data (and the mask band says clear), else a boolean
+            array of the same shape.
+    """
+
+    band: int
+    rows: slice
+    cols: slice
+    values: np.ndarray
+    valid: np.ndarray | None
+
+
+def _read_item(item: ItemSources, geobox: GeoBox, plan: ModalityPlan) -> list[_BandPart] | None:
     """Read one item's bands onto ``geobox`` in storage encoding, and where they are valid.
 
+    Only the part of the block that each file covers is read and encoded, and no masks are built
+    for files without no-data (see :func:`geoalign.reading.read_file_window` for the numbers).
+
     Returns:
-        ``(data, valid)``, both of shape ``(band, y, x)``: storage dtype, and True where the band
-        has data and the mask band (if any) says clear.
+        One part per band that has pixels in the block, valid where the band has data and the
+        mask band (if any) says clear; None when the item misses the block.
     """
     hrefs = {s.href for s in item.bands}
     if not any(overlaps(href, geobox) for href in hrefs):
         return None  # the item misses this block: nothing to read
-    shape = (geobox.shape.y, geobox.shape.x)
-    # Every band position is written below (each band lives in exactly one file).
-    data = np.empty((len(plan.band_names), *shape), plan.encoding.dtype)
-    valid_all = np.empty((len(plan.band_names), *shape), dtype=bool)
-    by_file: dict[str, list[int]] = defaultdict(list)
-    for position, source in enumerate(item.bands):
-        by_file[source.href].append(position)
-    for href, positions in by_file.items():
-        sources = [item.bands[p] for p in positions]
-        values, valid = read_file_bands(
-            href,
-            [s.index for s in sources],
-            geobox,
-            src_nodata=sources[0].nodata,
-            resampling=plan.resampling,
-        )
-        for k, (position, source) in enumerate(zip(positions, sources, strict=True)):
-            data[position] = encode(values[k], valid[k], source, plan.encoding)
-            valid_all[position] = valid[k]
+    clear: np.ndarray | None = None
     if item.mask is not None and plan.mask is not None:
         mask_values, mask_valid = read_file_bands(
             item.mask.href,
@@ -179,9 +189,33 @@ def _read_item(
             resampling=Resampling.nearest,
         )
         raw_mask = np.where(mask_valid[0], mask_values[0], 0).astype(np.int64)
-        valid_all &= mask_valid[0] & ~plan.mask.is_invalid(raw_mask)
-        np.copyto(data, np.asarray(storage_nodata(plan.encoding), data.dtype), where=~valid_all)
-    return data, valid_all
+        clear = mask_valid[0] & ~plan.mask.is_invalid(raw_mask)
+    by_file: dict[str, list[int]] = defaultdict(list)
+    for position, source in enumerate(item.bands):
+        by_file[source.href].append(position)
+    parts: list[_BandPart] = []
+    for href, positions in by_file.items():
+        sources = [item.bands[p] for p in positions]
+        read = read_file_window(
+            href,
+            [s.index for s in sources],
+            geobox,
+            src_nodata=sources[0].nodata,
+            resampling=plan.resampling,
+        )
+        if read is None:
+            continue
+        valid = read.valid
+        if clear is not None:
+            window_clear = clear[read.rows, read.cols]
+            valid = window_clear[np.newaxis] if valid is None else valid & window_clear
+        for k, (position, source) in enumerate(zip(positions, sources, strict=True)):
+            # Invalid pixels are never copied out of a part (see _mosaic), so encode need not
+            # fill them, and it may reuse the freshly read array when the encodings are equal.
+            values = encode(read.values[k], None, source, plan.encoding, copy=False)
+            band_valid = None if valid is None else valid[k if valid.shape[0] > 1 else 0]
+            parts.append(_BandPart(position, read.rows, read.cols, values, band_valid))
+    return parts
 
 
 def _mosaic(
@@ -192,26 +226,35 @@ def _mosaic(
     """Mosaic the items of one time step: per band, the first valid pixel wins (least cloudy first).
 
     Returns:
-        ``(data, filled)``, both ``(band, y, x)``.
+        ``(data, filled)``, both ``(band, y, x)``; ``data`` holds the no-data value where not
+        ``filled``.
     """
     shape = (len(plan.band_names), geobox.shape.y, geobox.shape.x)
-    data: np.ndarray | None = None
+    data = np.full(shape, storage_nodata(plan.encoding), plan.encoding.dtype)
     filled = np.zeros(shape, dtype=bool)
+    touched = [False] * shape[0]  # whether a band has any filled pixel yet
     for item in group:
-        read = _read_item(item, geobox, plan)
-        if read is None:
+        parts = _read_item(item, geobox, plan)
+        if parts is None:
             continue
-        values, valid = read
-        if data is None:
-            data, filled = values, valid  # values hold the no-data value wherever not valid
-        else:
-            take = valid & ~filled
-            np.copyto(data, values, where=take)
-            filled |= take
+        for part in parts:
+            target = data[part.band, part.rows, part.cols]
+            done = filled[part.band, part.rows, part.cols]
+            if not touched[part.band]:
+                # Nothing of this band is filled yet: copy the valid pixels, no "taken" mask.
+                if part.valid is None:
+                    target[...] = part.values
+                    done[...] = True
+                else:
+                    np.copyto(target, part.values, where=part.valid)
+                    done[...] = part.valid
+                touched[part.band] = True
+                continue
+            take = ~done if part.valid is None else part.valid & ~done
+            np.copyto(target, part.values, where=take)
+            done |= take
         if filled.all():
             break
-    if data is None:
-        data = np.full(shape, storage_nodata(plan.encoding), plan.encoding.dtype)
     return data, filled
 
 

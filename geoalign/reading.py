@@ -16,6 +16,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -123,20 +124,6 @@ def _integer_shift(src: Any, geobox: GeoBox) -> tuple[int, int] | None:
     return round(row), round(col)
 
 
-def _read_shifted(
-    src: Any, indexes: list[int], row: int, col: int, shape: tuple[int, int], fill: float
-) -> np.ndarray:
-    """Read a window that may stick out of the file; the outside is ``fill``."""
-    height, width = shape
-    out = np.full((len(indexes), height, width), fill, dtype=src.dtypes[indexes[0] - 1])
-    r0, c0 = max(row, 0), max(col, 0)
-    r1, c1 = min(row + height, src.height), min(col + width, src.width)
-    if r1 > r0 and c1 > c0:
-        window = Window(c0, r0, c1 - c0, r1 - r0)
-        out[:, r0 - row : r1 - row, c0 - col : c1 - col] = src.read(indexes, window=window)
-    return out
-
-
 def overlaps(href: str, geobox: GeoBox) -> bool:
     """Whether ``href`` may contribute a pixel to ``geobox`` (its bounds only; cheap)."""
     src = _DATASETS.get(href)
@@ -166,6 +153,87 @@ def _work_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
     return np.dtype(np.float64)
 
 
+@dataclass(frozen=True)
+class WindowRead:
+    """The part of a target window that one file covers, read by :func:`read_file_window`.
+
+    Attributes:
+        rows: Rows of the target window covered by ``values``.
+        cols: Columns of the target window covered by ``values``.
+        values: Raw values, ``(band, len(rows), len(cols))``: the file's dtype when the grids
+            align (a plain windowed read), float32/float64 (NaN where nothing lands) when warped.
+        valid: None when every pixel of ``values`` has data, else a boolean array of the same
+            shape, False where the file has no data (no-data value, NaN).
+    """
+
+    rows: slice
+    cols: slice
+    values: np.ndarray
+    valid: np.ndarray | None
+
+
+def read_file_window(
+    href: str,
+    indexes: Sequence[int],
+    geobox: GeoBox,
+    *,
+    src_nodata: float | None,
+    resampling: Resampling,
+) -> WindowRead | None:
+    """Read bands ``indexes`` of ``href`` onto the part of ``geobox`` that the file covers.
+
+    Same arguments as :func:`read_file_bands`. Returns None when the file covers no pixel of an
+    aligned window. Pixels outside ``rows``/``cols`` have no data from this file.
+    """
+    src = _DATASETS.get(href)
+    idx = list(indexes)
+    nodata = src_nodata if src_nodata is not None else src.nodata
+    shape = (geobox.shape.y, geobox.shape.x)
+    shift = _integer_shift(src, geobox)
+    if shift is not None:
+        # Same grid up to whole pixels: a plain windowed read of the covered part only,
+        # bit-identical to the source. Masks are built over that part only, and not at all for
+        # integer files without no-data (orthophotos). With full-window masks per band, the
+        # benchmark's block tasks took 2.1-2.7 s CPU, GDAL's decode about 1.0 s of it; now
+        # 1.4-1.9 s.
+        row, col = shift
+        r0, c0 = max(row, 0), max(col, 0)
+        r1, c1 = min(row + shape[0], src.height), min(col + shape[1], src.width)
+        if r1 <= r0 or c1 <= c0:
+            return None
+        dtype = np.dtype(src.dtypes[idx[0] - 1])
+        values = np.empty((len(idx), r1 - r0, c1 - c0), dtype=dtype)
+        src.read(idx, window=Window(c0, r0, c1 - c0, r1 - r0), out=values)
+        valid: np.ndarray | None = None
+        if dtype.kind == "f":
+            valid = ~np.isnan(values)
+        if nodata is not None and not math.isnan(nodata):
+            if valid is None:
+                valid = values != nodata
+            else:
+                valid &= values != nodata
+        return WindowRead(slice(r0 - row, r1 - row), slice(c0 - col, c1 - col), values, valid)
+    values = np.full(
+        (len(idx), *shape), np.nan, dtype=_work_dtype(np.dtype(src.dtypes[idx[0] - 1]))
+    )
+    try:
+        rasterio.warp.reproject(
+            source=rasterio.band(src, idx),
+            destination=values,
+            src_nodata=nodata,
+            dst_transform=geobox.affine,
+            dst_crs=str(geobox.crs),
+            dst_nodata=np.nan,
+            resampling=resampling,
+            init_dest_nodata=True,
+            num_threads=1,
+        )
+    except rasterio.errors.RasterioError as error:
+        raise CorruptDataError(f"asset {href} could not be read or warped: {error}") from error
+    # The warper skips source no-data pixels and leaves NaN where nothing valid lands.
+    return WindowRead(slice(0, shape[0]), slice(0, shape[1]), values, ~np.isnan(values))
+
+
 def read_file_bands(
     href: str,
     indexes: Sequence[int],
@@ -189,60 +257,28 @@ def read_file_bands(
         lands) when warped, and a boolean array of the same shape (possibly a read-only
         broadcast view), False where the file has no data (outside it, or no-data).
     """
-    src = _DATASETS.get(href)
-    idx = list(indexes)
-    nodata = src_nodata if src_nodata is not None else src.nodata
-    nan_nodata = nodata is not None and math.isnan(nodata)
-    shape = (geobox.shape.y, geobox.shape.x)
-    shift = _integer_shift(src, geobox)
-    if shift is not None:
-        # Same grid up to whole pixels: a plain windowed read, bit-identical to the source.
-        row, col = shift
-        dtype = np.dtype(src.dtypes[idx[0] - 1])
-        r0, c0 = max(row, 0), max(col, 0)
-        r1, c1 = min(row + shape[0], src.height), min(col + shape[1], src.width)
-        whole = (r0, c0, r1, c1) == (row, col, row + shape[0], col + shape[1])
-        values = (np.empty if whole else np.zeros)((len(idx), *shape), dtype=dtype)
-        inside = np.zeros(shape, dtype=bool)
-        if r1 > r0 and c1 > c0:
-            inner = (slice(r0 - row, r1 - row), slice(c0 - col, c1 - col))
-            window = Window(c0, r0, c1 - c0, r1 - r0)
-            if whole:
-                src.read(idx, window=window, out=values)
-            else:
-                values[(slice(None), *inner)] = src.read(idx, window=window)
-            inside[inner] = True
-        if nodata is None and dtype.kind != "f":
-            return values, np.broadcast_to(inside, values.shape)
-        valid = np.broadcast_to(inside, values.shape).copy()
-        if dtype.kind == "f":
-            valid &= ~np.isnan(values)
-        if nodata is not None and not nan_nodata:
-            valid &= values != nodata
-        return values, valid
-    values = np.full(
-        (len(idx), *shape), np.nan, dtype=_work_dtype(np.dtype(src.dtypes[idx[0] - 1]))
-    )
-    try:
-        rasterio.warp.reproject(
-            source=rasterio.band(src, idx),
-            destination=values,
-            src_nodata=nodata,
-            dst_transform=geobox.affine,
-            dst_crs=str(geobox.crs),
-            dst_nodata=np.nan,
-            resampling=resampling,
-            init_dest_nodata=True,
-            num_threads=1,
-        )
-    except rasterio.errors.RasterioError as error:
-        raise CorruptDataError(f"asset {href} could not be read or warped: {error}") from error
-    # The warper skips source no-data pixels and leaves NaN where nothing valid lands.
-    return values, ~np.isnan(values)
+    shape = (len(indexes), geobox.shape.y, geobox.shape.x)
+    read = read_file_window(href, indexes, geobox, src_nodata=src_nodata, resampling=resampling)
+    if read is None:
+        dtype = np.dtype(_DATASETS.get(href).dtypes[indexes[0] - 1])
+        return np.zeros(shape, dtype=dtype), np.broadcast_to(np.asarray(False), shape)
+    if read.values.shape == shape:
+        valid = np.broadcast_to(np.asarray(True), shape) if read.valid is None else read.valid
+        return read.values, valid
+    values = np.zeros(shape, dtype=read.values.dtype)
+    values[:, read.rows, read.cols] = read.values
+    mask = np.zeros(shape, dtype=bool)
+    mask[:, read.rows, read.cols] = True if read.valid is None else read.valid
+    return values, mask
 
 
 def encode(
-    values: np.ndarray, valid: np.ndarray, source: BandSourceLike, encoding: Encoding
+    values: np.ndarray,
+    valid: np.ndarray | None,
+    source: BandSourceLike,
+    encoding: Encoding,
+    *,
+    copy: bool = True,
 ) -> np.ndarray:
     """Convert raw values of ``source`` (its own scale, offset, unit) into the storage ``encoding``.
 
@@ -252,9 +288,12 @@ def encode(
 
     Args:
         values: Raw values, any shape, float64 (NaN where invalid).
-        valid: Boolean array of the same shape; False becomes the storage no-data value.
+        valid: Boolean array of the same shape; False becomes the storage no-data value. None
+            leaves every pixel encoded as it is (the caller masks them).
         source: Scale, offset and unit conversion of the raw values.
         encoding: Storage encoding of the cube.
+        copy: False lets the result be ``values`` itself, filled in place, when the encodings
+            are equal (no copy); ``values`` must then be an array the caller owns.
     """
     nodata = storage_nodata(encoding)
     dtype = np.dtype(encoding.dtype)
@@ -262,7 +301,8 @@ def encode(
         gain = source.scale / encoding.scale
         shift = (source.offset - encoding.offset) / encoding.scale
         if math.isclose(gain, 1.0) and abs(shift) < 1e-9 and values.dtype == dtype:
-            out = values.copy()  # the source's encoding is the storage encoding: bit-identical
+            # The source's encoding is the storage encoding: bit-identical.
+            out = values.copy() if copy else values
         elif (
             dtype.kind in "iu"
             and values.dtype.kind in "iu"
@@ -285,11 +325,12 @@ def encode(
         if source.conversion == "to_db":
             with np.errstate(divide="ignore", invalid="ignore"):
                 physical = np.where(physical > 0, 10.0 * np.log10(physical), np.nan)
-            valid = valid & ~np.isnan(physical)
+            finite = ~np.isnan(physical)
+            valid = finite if valid is None else valid & finite
         elif source.conversion == "to_linear":
             physical = np.power(10.0, physical / 10.0)
         out = _to_storage((physical - encoding.offset) / encoding.scale, dtype, nodata)
-    if not valid.all():
+    if valid is not None and not valid.all():
         np.copyto(out, np.asarray(nodata, dtype), where=~valid)
     return out
 
