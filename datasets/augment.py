@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from geoalign.datasets.cube_dataset import Role
+from geoalign.datasets.query import Role
 from geoalign.errors import InvalidInputError
 
 AugmentMode = Literal["shared", "independent"]

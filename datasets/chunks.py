@@ -15,113 +15,47 @@ takes 1.3 us). So:
 - Anything else (sharding, transposes, checksums, Zarr v2) goes through ``zarr`` itself, one
   whole chunk at a time, and is kept decoded too: correct everywhere, fast where it matters.
 
-Chunks (maps or decoded arrays) live in a :class:`ChunkCache`, a least-recently-used store with
-a byte budget, one per process (:func:`default_cache`), so DataLoader workers never share state:
-a forked worker inherits the parent's maps (read-only, safe) and fills its own from then on.
+Each reader keeps its chunks (maps or decoded arrays) in a dictionary, within the process-wide
+budget of :mod:`geoalign.datasets.chunk_cache`.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
-import threading
-from collections import OrderedDict
-from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from geoalign.datasets.chunk_cache import MISSING, ChunkStore, default_cache
+from geoalign.datasets.pieces import Piece, window_pieces
 from geoalign.errors import CorruptDataError, DataFileNotFoundError
-
-#: Default byte budget of a process's chunk cache. Mapped chunks cost address space, not memory
-#: (their pages belong to the page cache); decoded chunks of compressed stores cost memory.
-DEFAULT_CACHE_BYTES = 2 * 1024**3
 
 #: Compressors decoded with numcodecs on the fast path (the zarr v3 codec name -> numcodecs id).
 _NUMCODECS = {"blosc": "blosc", "zstd": "zstd", "gzip": "gzip"}
 
 ChunkMode = Literal["mmap", "decode", "zarr"]
-_MISSING = object()
-
-
-class ChunkCache:
-    """Least-recently-used chunks of any number of arrays, bounded by their total bytes.
-
-    Args:
-        max_bytes: Budget in bytes; the least recently used chunks are dropped beyond it.
-    """
-
-    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[Hashable, np.ndarray | None] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: Hashable) -> Any:
-        """The chunk stored under ``key`` (None for a chunk absent from the store), or _MISSING."""
-        with self._lock:
-            value = self._items.get(key, _MISSING)
-            if value is not _MISSING:
-                self._items.move_to_end(key)
-                self.hits += 1
-            else:
-                self.misses += 1
-            return value
-
-    def put(self, key: Hashable, chunk: np.ndarray | None) -> None:
-        """Store a chunk, evicting the least recently used ones beyond the budget."""
-        size = 0 if chunk is None else chunk.nbytes
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = chunk
-            self._bytes += size
-            while self._bytes > self.max_bytes and len(self._items) > 1:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= 0 if old is None else old.nbytes
-
-    def clear(self) -> None:
-        """Drop every chunk (maps are closed once no array refers to them)."""
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the chunks held."""
-        return self._bytes
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-_CACHE: dict[int, ChunkCache] = {}
-
-
-def default_cache() -> ChunkCache:
-    """The chunk cache of the current process (a new one in each DataLoader worker)."""
-    pid = os.getpid()
-    cache = _CACHE.get(pid)
-    if cache is None:
-        _CACHE.clear()  # a forked child drops its parent's entry (the maps stay valid)
-        budget = os.environ.get("GEOALIGN_CHUNK_CACHE_MB")
-        cache = ChunkCache(int(budget) * 1024**2 if budget else DEFAULT_CACHE_BYTES)
-        _CACHE[pid] = cache
-    return cache
 
 
 class ChunkedArray:
     """One Zarr array of a local store, read as boundless windows of whole-chunk pieces.
 
-    Only plain metadata is kept, so the object pickles cheaply into DataLoader workers; chunks
-    come from the process's :func:`default_cache`.
+    Only plain metadata and the chunks read so far are kept; the chunks are dropped when the
+    object is pickled (into a spawned DataLoader worker).
 
     Args:
         store: Root folder of a local Zarr v3 (or v2) directory store.
         path: Path of the array inside the store (``"s2/data"``).
+
+    Attributes:
+        shape: Array shape.
+        chunks: Chunk shape.
+        dtype: Stored dtype (with the store's byte order).
+        fill_value: Value of chunks never written.
+        mode: ``"mmap"``, ``"decode"`` or ``"zarr"`` (how chunks are read; module doc).
+        held: The chunks read so far (coordinates -> array, None for a chunk never written).
+        split_middle: True if the bands of a date span several chunks (read through zarr).
     """
 
     def __init__(self, store: Path, path: str) -> None:
@@ -137,44 +71,46 @@ class ChunkedArray:
             ) from error
         self.shape: tuple[int, ...] = tuple(int(s) for s in array.shape)
         self.chunks: tuple[int, ...] = tuple(int(c) for c in array.chunks)
+        if len(self.shape) < 2:
+            raise CorruptDataError(f"array {path!r} of {self.store} has no (y, x) dimensions")
         self.dtype = np.dtype(array.dtype)
         self.fill_value: Any = array.metadata.fill_value
         self.mode: ChunkMode = "zarr"
         self._compressor: str | None = None
-        self._key_prefix = ""
+        self._key_encoding: Any = None
         if array.metadata.zarr_format == 3:
-            self._key_encoding: Any = array.metadata.chunk_key_encoding
+            self._key_encoding = array.metadata.chunk_key_encoding
             self.mode, self._compressor = _fast_mode(array.metadata.codecs)
             endian = getattr(array.metadata.codecs[0], "endian", None)
             if endian is not None and self.dtype.itemsize > 1:
                 self.dtype = self.dtype.newbyteorder("<" if endian.value == "little" else ">")
-        self._id = (str(self.store.resolve()), path)
         self._zarr: Any = None
         self._nbytes = int(np.prod(self.chunks)) * self.dtype.itemsize
-        if len(self.shape) < 2:
-            raise CorruptDataError(f"array {path!r} of {self.store} has no (y, x) dimensions")
-        # The chunk-wise path needs each dimension between the leading (indexed) ones and y/x
-        # in a single chunk, as geoalign stores all bands of a date in one chunk; any other
-        # layout is read through zarr.
-        self._split_middle = any(c < s for c, s in zip(self.chunks[1:-2], self.shape[1:-2]))
+        self.held = ChunkStore()
+        self._height, self._width = self.shape[-2], self.shape[-1]
+        self._ch, self._cw = self.chunks[-2], self.chunks[-1]
+        # The band dimension of (time, band, y, x) must fit one chunk for the chunk-wise path,
+        # as geoalign stores all bands of a date in one chunk; any other layout is read
+        # through zarr.
+        self.split_middle = any(
+            c < s for c, s in zip(self.chunks[1:-2], self.shape[1:-2], strict=True)
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_zarr"] = None  # reopened lazily in each worker
+        state["_zarr"] = None  # reopened lazily where needed
+        state["held"] = ChunkStore()  # maps are per process
         return state
 
     # ------------------------------------------------------------------------------- chunks
 
     def chunk(self, coords: tuple[int, ...]) -> np.ndarray | None:
-        """The chunk at chunk-grid ``coords`` (full chunk shape), or None if it was never written."""
-        cache = default_cache()
-        key = (self._id, coords)
-        found = cache.get(key)
-        if found is not _MISSING:
-            return found  # type: ignore[no-any-return]
-        chunk = self._load(coords)
-        cache.put(key, chunk)
-        return chunk
+        """The chunk at chunk-grid ``coords`` (full chunk shape); None if never written."""
+        found = self.held.get(coords, MISSING)
+        if found is MISSING:
+            found = self._load(coords)
+            default_cache().add(self.held, coords, found)
+        return found  # type: ignore[no-any-return]
 
     def _load(self, coords: tuple[int, ...]) -> np.ndarray | None:
         if self.mode == "zarr":
@@ -201,20 +137,23 @@ class ChunkedArray:
         return np.frombuffer(raw, dtype=self.dtype).reshape(self.chunks)
 
     def _load_with_zarr(self, coords: tuple[int, ...]) -> np.ndarray:
-        import zarr
-
-        if self._zarr is None:
-            self._zarr = zarr.open_array(str(self.store), path=self.path, mode="r")
         region = tuple(
             slice(c * n, min(c * n + n, s))
             for c, n, s in zip(coords, self.chunks, self.shape, strict=True)
         )
-        part = np.asarray(self._zarr[region])
+        part = np.asarray(self._open_zarr()[region])
         if part.shape == self.chunks:
             return part
         full = np.full(self.chunks, self.fill_value, dtype=self.dtype)
         full[tuple(slice(0, n) for n in part.shape)] = part
         return full
+
+    def _open_zarr(self) -> Any:
+        import zarr
+
+        if self._zarr is None:
+            self._zarr = zarr.open_array(str(self.store), path=self.path, mode="r")
+        return self._zarr
 
     # ------------------------------------------------------------------------------- windows
 
@@ -229,6 +168,9 @@ class ChunkedArray:
     ) -> None:
         """Copy a window into ``out``; pixels outside the array get ``outside``.
 
+        This is the sampling hot path: a window inside one chunk costs one dictionary lookup
+        and one numpy copy.
+
         Args:
             out: Destination of shape ``(*middle, rows[1] - rows[0], cols[1] - cols[0])``.
             lead: Indexes of the leading dimensions (e.g. ``(t,)`` for ``(time, band, y, x)``).
@@ -240,34 +182,120 @@ class ChunkedArray:
         """
         r0, r1 = rows
         c0, c1 = cols
-        if self._split_middle:
+        if self.split_middle:
             self._read_with_zarr(out, lead, rows, cols, outside, middle)
             return
-        height, width = self.shape[-2], self.shape[-1]
-        ch, cw = self.chunks[-2], self.chunks[-1]
-        ir0, ir1, ic0, ic1 = max(r0, 0), min(r1, height), max(c0, 0), min(c1, width)
-        if ir0 >= ir1 or ic0 >= ic1:
-            out[...] = outside
+        ch, cw = self._ch, self._cw
+        if len(lead) == 1:
+            lead_chunk: tuple[int, ...] = (lead[0] // self.chunks[0],)
+            inner: tuple[Any, ...] = (lead[0] % self.chunks[0],)
+        else:
+            lead_chunk = tuple(i // n for i, n in zip(lead, self.chunks, strict=False))
+            inner = tuple(i % n for i, n in zip(lead, self.chunks, strict=False))
+        if len(self.shape) - len(lead) > 2:  # one middle dimension (bands), in a single chunk
+            lead_chunk = (*lead_chunk, 0)
+            inner = (*inner, slice(None) if middle is None else middle)
+        cy, cx = r0 // ch, c0 // cw
+        if (
+            r0 >= 0
+            and c0 >= 0
+            and r1 <= self._height
+            and c1 <= self._width
+            and (r1 - 1) // ch == cy
+            and (c1 - 1) // cw == cx
+        ):  # the common case: the window lies inside one chunk
+            chunk = self.held.get((*lead_chunk, cy, cx), MISSING)
+            if chunk is MISSING:
+                chunk = self.chunk((*lead_chunk, cy, cx))
+            if chunk is None:
+                out[...] = self.fill_value
+            else:
+                y0, x0 = cy * ch, cx * cw
+                out[...] = chunk[(*inner, slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0))]
             return
-        if ir0 != r0 or ir1 != r1 or ic0 != c0 or ic1 != c1:
+        ir0, ir1 = max(r0, 0), min(r1, self._height)
+        ic0, ic1 = max(c0, 0), min(c1, self._width)
+        if ir0 >= ir1 or ic0 >= ic1 or (ir0, ir1, ic0, ic1) != (r0, r1, c0, c1):
             out[...] = outside
-        lead_chunk = tuple(i // n for i, n in zip(lead, self.chunks, strict=False))
-        lead_in = tuple(i % n for i, n in zip(lead, self.chunks, strict=False))
-        middle_zero = (0,) * (len(self.shape) - len(lead) - 2)
-        band: Any = slice(None) if middle is None else middle
-        inner = (*lead_in, band) if middle_zero else lead_in
+            if ir0 >= ir1 or ic0 >= ic1:
+                return
         for cy in range(ir0 // ch, (ir1 - 1) // ch + 1):
             ys, ye = max(ir0, cy * ch), min(ir1, cy * ch + ch)
             for cx in range(ic0 // cw, (ic1 - 1) // cw + 1):
                 xs, xe = max(ic0, cx * cw), min(ic1, cx * cw + cw)
-                chunk = self.chunk((*lead_chunk, *middle_zero, cy, cx))
+                piece = self.chunk((*lead_chunk, cy, cx))
                 target = out[..., ys - r0 : ye - r0, xs - c0 : xe - c0]
-                if chunk is None:
+                if piece is None:
                     target[...] = self.fill_value
                 else:
-                    target[...] = chunk[
-                        (*inner, slice(ys - cy * ch, ye - cy * ch), slice(xs - cx * cw, xe - cx * cw))
-                    ]
+                    y0, x0 = cy * ch, cx * cw
+                    target[...] = piece[(*inner, slice(ys - y0, ye - y0), slice(xs - x0, xe - x0))]
+
+    def read_times_into(
+        self,
+        out: np.ndarray,
+        times: list[int],
+        rows: tuple[int, int],
+        cols: tuple[int, int],
+        outside: Any,
+        middle: np.ndarray | None = None,
+    ) -> None:
+        """Copy the same window of several time steps into ``out`` (time is the first dimension).
+
+        The hot path of time-series sampling: the window's chunk pieces are worked out once for
+        all dates, then each date costs one dictionary lookup and one copy per piece.
+
+        Args:
+            out: Destination ``(len(times), *middle, rows[1] - rows[0], cols[1] - cols[0])``.
+            times: Indexes along the first dimension.
+            rows: First and last-plus-one row (may extend beyond the array).
+            cols: First and last-plus-one column (may extend beyond the array).
+            outside: Value for pixels beyond the array's edges.
+            middle: Band subset (see :meth:`read_into`).
+        """
+        if self.split_middle or len(self.shape) < 3:
+            for j, t in enumerate(times):
+                self.read_into(out[j], (t,), rows, cols, outside, middle)
+            return
+        pieces, complete = self._pieces(rows, cols)
+        if not complete:
+            out[...] = outside
+        per_time = self.chunks[0]
+        held = self.held
+        if len(self.shape) > 3:  # (time, band, y, x): all bands of a date in one chunk
+            band: Any = slice(None) if middle is None else middle
+            for j, t in enumerate(times):
+                t_chunk, t_in = divmod(t, per_time)
+                for cy, cx, src_y, src_x, dst_y, dst_x in pieces:
+                    key = (t_chunk, 0, cy, cx)
+                    chunk = held.get(key, MISSING)
+                    if chunk is MISSING:
+                        chunk = self.chunk(key)
+                    if chunk is None:
+                        out[j, :, dst_y, dst_x] = self.fill_value
+                    else:
+                        out[j, :, dst_y, dst_x] = chunk[t_in, band, src_y, src_x]
+            return
+        for j, t in enumerate(times):  # (time, y, x)
+            t_chunk, t_in = divmod(t, per_time)
+            for cy, cx, src_y, src_x, dst_y, dst_x in pieces:
+                key3 = (t_chunk, cy, cx)
+                chunk = held.get(key3, MISSING)
+                if chunk is MISSING:
+                    chunk = self.chunk(key3)
+                if chunk is None:
+                    out[j, dst_y, dst_x] = self.fill_value
+                else:
+                    out[j, dst_y, dst_x] = chunk[t_in, src_y, src_x]
+
+    def _pieces(self, rows: tuple[int, int], cols: tuple[int, int]) -> tuple[list[Piece], bool]:
+        """Chunks under a window, and whether they cover all of it (False: parts lie outside).
+
+        Each piece is ``(cy, cx, source rows, source cols, target rows, target cols)``.
+        Memoised for the last windows: the data and validity of a modality, and modalities on
+        the same grid, share one computation per sample.
+        """
+        return window_pieces(rows, cols, self.chunks[-2:], self.shape[-2:])
 
     def _read_with_zarr(
         self,
@@ -278,17 +306,12 @@ class ChunkedArray:
         outside: Any,
         middle: np.ndarray | None,
     ) -> None:
-        import zarr
-
-        if self._zarr is None:
-            self._zarr = zarr.open_array(str(self.store), path=self.path, mode="r")
-        height, width = self.shape[-2], self.shape[-1]
-        ir0, ir1 = max(rows[0], 0), min(rows[1], height)
-        ic0, ic1 = max(cols[0], 0), min(cols[1], width)
+        ir0, ir1 = max(rows[0], 0), min(rows[1], self._height)
+        ic0, ic1 = max(cols[0], 0), min(cols[1], self._width)
         out[...] = outside
         if ir0 >= ir1 or ic0 >= ic1:
             return
-        part = np.asarray(self._zarr[(*lead, Ellipsis, slice(ir0, ir1), slice(ic0, ic1))])
+        part = np.asarray(self._open_zarr()[(*lead, Ellipsis, slice(ir0, ir1), slice(ic0, ic1))])
         if middle is not None:
             part = part[middle]
         out[..., ir0 - rows[0] : ir1 - rows[0], ic0 - cols[0] : ic1 - cols[0]] = part
@@ -325,7 +348,8 @@ def _fast_mode(codecs: tuple[Any, ...]) -> tuple[ChunkMode, str | None]:
 def _decompress(data: bytes, compressor: str | None) -> bytes:
     if compressor is None:
         return data
-    import numcodecs
+    import importlib
 
+    numcodecs: Any = importlib.import_module("numcodecs")  # a zarr dependency, untyped
     codec = numcodecs.get_codec({"id": _NUMCODECS[compressor]})
     return bytes(codec.decode(data))

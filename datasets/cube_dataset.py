@@ -25,62 +25,35 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import shapely
 import torch
 from geopandas import GeoDataFrame
-from pyproj import CRS
-from torchgeo.datasets import GeoDataset
+from torchgeo.datasets import GeoDataset, IntersectionDataset
 
 from geoalign.datasets.chunks import ChunkedArray
 from geoalign.datasets.cube_meta import GroupMeta, read_group_meta
-from geoalign.datasets.stats import stats_from_attrs
+from geoalign.datasets.decoding import Decoder
+from geoalign.datasets.native_grid import NativeGrid
+from geoalign.datasets.pieces import paired, read_series
+from geoalign.datasets.query import (
+    NS_PER_S,
+    ReadPlan,
+    Role,
+    Spec,
+    parse_query,
+    sample_rng,
+    snap_bounds,
+    to_ns,
+)
 from geoalign.datasets.time_series import TimeMode, TimeSelection, as_time_selection
-from geoalign.errors import CRSError, InvalidInputError
-
-Role = Literal["image", "valid", "label", "vector"]
-Spec = dict[str, tuple[tuple[int, ...], np.dtype[Any]]]
-_NS_PER_S = 1_000_000_000
+from geoalign.errors import InvalidInputError
 
 
-class ReadPlan(NamedTuple):
-    """What to read for one sample: a pixel window and the time steps, at native resolution."""
-
-    rows: tuple[int, int]
-    cols: tuple[int, int]
-    times: np.ndarray
-
-
-def sample_rng(seed: int, epoch: int, bounds: Sequence[float], salt: int = 0) -> np.random.Generator:
-    """A generator that depends only on the seed, epoch and window: the same in every worker."""
-    key = hash(tuple(round(v * 1000) for v in bounds)) & 0xFFFFFFFFFFFF
-    return np.random.default_rng([seed, epoch, key, salt])
-
-
-def parse_query(query: Any, fallback: tuple[float, float, float, float]) -> tuple[Any, ...]:
-    """torchgeo's ``GeoSlice`` -> ``(xmin, ymin, xmax, ymax, tmin, tmax)``; gaps from ``fallback``."""
-    parts = (query,) if isinstance(query, slice) else tuple(query)
-    xs = parts[0] if len(parts) > 0 else slice(None)
-    ys = parts[1] if len(parts) > 1 else slice(None)
-    ts = parts[2] if len(parts) > 2 else slice(None)
-    return (
-        fallback[0] if xs.start is None else float(xs.start),
-        fallback[1] if ys.start is None else float(ys.start),
-        fallback[2] if xs.stop is None else float(xs.stop),
-        fallback[3] if ys.stop is None else float(ys.stop),
-        ts.start,
-        ts.stop,
-    )
-
-
-def _ns(value: Any, default: int) -> int:
-    return default if value is None else int(pd.Timestamp(value).value)
-
-
-class CubeDataset(GeoDataset):  # type: ignore[misc]
+class CubeDataset(NativeGrid, GeoDataset):
     """One group of a finished cube as a torchgeo ``GeoDataset``, read at its native resolution.
 
     Args:
@@ -138,16 +111,27 @@ class CubeDataset(GeoDataset):  # type: ignore[misc]
         array = "classes" if self.is_label else "data"
         self._data = ChunkedArray(meta.store, f"{meta.group}/{array}")
         self._valid = None if self.is_label else ChunkedArray(meta.store, f"{meta.group}/valid")
+        self._same_grid = self._valid is not None and paired(self._data, self._valid)
         self._band_index = self._select_bands(bands)
         n_bands = len(meta.bands) if self._band_index is None else len(self._band_index)
         self.bands = tuple(meta.bands) if self._band_index is None else tuple(bands or ())
         self._n_bands = n_bands
         self._outside = meta.nodata if meta.nodata is not None else self._data.fill_value
-        self._gain, self._bias = self._decoding()
-        self._dates_s = meta.times.astype("datetime64[ns]").astype(np.int64) // _NS_PER_S
+        self._decoder = Decoder(
+            meta, self.bands, normalize=normalize and not self.is_label, fill_value=fill_value
+        )
+        self._dates_s = meta.times.astype("datetime64[ns]").astype(np.int64) // NS_PER_S
         self._times_ns = meta.times.astype("datetime64[ns]").astype(np.int64)
         self.squeeze_time = (not self.is_label) and self.time.mode == "all" and meta.times.size == 1
         self._time_cache: dict[tuple[Any, Any], np.ndarray] = {}
+        self._plan_cache: dict[int, tuple[np.ndarray, list[int], np.ndarray]] = {}
+        self._no_dates = np.zeros(0, dtype=np.int64)
+        self._keys = (
+            self.name,
+            f"{self.name}_valid",
+            f"{self.name}_dates",
+            f"{self.name}_time_valid",
+        )
         self.index = self._make_index()
 
     # ---------------------------------------------------------------------------- set-up
@@ -164,25 +148,6 @@ class CubeDataset(GeoDataset):  # type: ignore[misc]
         index = np.array([self.meta.bands.index(b) for b in bands], dtype=np.int64)
         return None if index.tolist() == list(range(len(self.meta.bands))) else index
 
-    def _decoding(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-band gain and bias, shape ``(C, 1, 1)``: output = raw * gain + bias."""
-        gain = np.full((self._n_bands, 1, 1), self.meta.scale, dtype=np.float32)
-        bias = np.full((self._n_bands, 1, 1), self.meta.offset, dtype=np.float32)
-        if not self.normalize:
-            return gain, bias
-        stats = stats_from_attrs(self.meta.attrs)
-        if stats is None:
-            raise InvalidInputError(
-                f"normalize=True needs band statistics of {self.meta.group!r}: compute and store "
-                f"them once with geoalign.datasets.compute_band_stats({str(self.meta.store)!r}, "
-                f"{self.meta.group!r})"
-            )
-        for i, band in enumerate(self.bands):
-            std = stats[band].std or 1.0
-            gain[i] = self.meta.scale / std
-            bias[i] = (self.meta.offset - stats[band].mean) / std
-        return gain, bias
-
     def _make_index(self) -> GeoDataFrame:
         if self.is_label or self.meta.times.size == 0:
             start, stop = pd.Timestamp.min, pd.Timestamp.max
@@ -196,37 +161,6 @@ class CubeDataset(GeoDataset):  # type: ignore[misc]
             crs=self.meta.crs,
         )
 
-    # ------------------------------------------------------------ torchgeo's CRS/resolution
-
-    @property
-    def crs(self) -> CRS:
-        """The cube CRS; a cube is never reprojected at sampling time."""
-        return self._crs
-
-    @crs.setter
-    def crs(self, new_crs: CRS) -> None:
-        if CRS.from_user_input(new_crs) != self._crs:
-            raise CRSError(
-                f"{self.meta.group!r} is stored in {self._crs.to_string()} and geoalign does not "
-                f"reproject at sampling time (asked for {CRS.from_user_input(new_crs).to_string()})"
-                ": build the cube in the CRS you need, and combine cube datasets with `&`"
-            )
-
-    @property
-    def res(self) -> tuple[float, float]:
-        """Native pixel size ``(x, y)`` in CRS units; samples are never resampled."""
-        return self._res
-
-    @res.setter
-    def res(self, new_res: float | tuple[float, float]) -> None:
-        pair = (new_res, new_res) if isinstance(new_res, int | float) else tuple(new_res)
-        if tuple(float(v) for v in pair) != self._res:
-            raise InvalidInputError(
-                f"{self.meta.group!r} is read at its native {self._res[0]:g} {self._crs_units()}"
-                f" pixels, not {pair[0]:g}: combine cube datasets with `&` (each keeps its own "
-                "resolution) instead of torchgeo's IntersectionDataset, which forces one"
-            )
-
     @property
     def valid_array(self) -> ChunkedArray:
         """Reader of the modality's ``valid`` array ``(time, y, x)``."""
@@ -235,10 +169,6 @@ class CubeDataset(GeoDataset):  # type: ignore[misc]
                 f"{self.meta.group!r} is a label raster: it has classes, no valid array"
             )
         return self._valid
-
-    def _crs_units(self) -> str:
-        axis = self._crs.axis_info
-        return axis[0].unit_name if axis else "CRS-unit"
 
     # -------------------------------------------------------------------------- reading
 
@@ -260,13 +190,27 @@ class CubeDataset(GeoDataset):  # type: ignore[misc]
         key = (start, stop)
         found = self._time_cache.get(key)
         if found is None:
-            lo = np.searchsorted(self._times_ns, _ns(start, np.iinfo(np.int64).min), "left")
-            hi = np.searchsorted(self._times_ns, _ns(stop, np.iinfo(np.int64).max), "right")
+            lo = np.searchsorted(self._times_ns, to_ns(start, np.iinfo(np.int64).min), "left")
+            hi = np.searchsorted(self._times_ns, to_ns(stop, np.iinfo(np.int64).max), "right")
             found = np.arange(lo, hi, dtype=np.int64)
             if len(self._time_cache) > 64:
                 self._time_cache.clear()
             self._time_cache[key] = found
         return found
+
+    def _dates_of(self, times: np.ndarray) -> tuple[list[int], np.ndarray]:
+        return times.tolist(), self._dates_s[times]
+
+    def all_dates(self, start: Any, stop: Any) -> tuple[list[int], np.ndarray]:
+        """Time indexes and dates (seconds) of every date in ``[start, stop]`` (cached)."""
+        if self.is_label:
+            return [], self._no_dates
+        times = self.time_indexes(start, stop)
+        cached = self._plan_cache.get(id(times))
+        if cached is None or cached[0] is not times:
+            cached = (times, *self._dates_of(times))
+            self._plan_cache = {id(times): cached}
+        return cached[1], cached[2]
 
     def plan(
         self, bounds: Sequence[float], start: Any = None, stop: Any = None, rng: Any = None
@@ -286,12 +230,12 @@ class CubeDataset(GeoDataset):  # type: ignore[misc]
             raise InvalidInputError(
                 f"window {tuple(bounds)} is smaller than one {res:g} pixel of {self.meta.group!r}"
             )
-        if self.is_label:
-            return ReadPlan(rows, cols, np.zeros(0, dtype=np.int64))
+        if self.is_label or self.time.mode == "all":
+            return ReadPlan(rows, cols, *self.all_dates(start, stop))
         times = self.time_indexes(start, stop)
         if self.time.mode == "random" and times.size > (self.time.length or 0):
             rng = rng if rng is not None else sample_rng(self.seed, self.epoch, bounds, 1)
-        return ReadPlan(rows, cols, self.time.choose(times, rng))
+        return ReadPlan(rows, cols, *self._dates_of(self.time.choose(times, rng)))
 
     def spec(self, plan: ReadPlan) -> Spec:
         """Shape and dtype of each sample entry for ``plan``."""
@@ -299,7 +243,7 @@ class CubeDataset(GeoDataset):  # type: ignore[misc]
         if self.is_label:
             return {self.name: ((h, w), np.dtype(np.int64))}
         dtype = np.dtype(np.float32) if self.decode else self._data.dtype.newbyteorder("=")
-        n_time = self.time.length if self.time.pads and self.time.length else plan.times.size
+        n_time = self.time.length if self.time.pads and self.time.length else len(plan.times)
         lead: tuple[int, ...] = () if self.squeeze_time else (n_time,)
         spec: Spec = {
             self.name: ((*lead, self._n_bands, h, w), dtype),
@@ -310,49 +254,91 @@ class CubeDataset(GeoDataset):  # type: ignore[misc]
             spec[f"{self.name}_time_valid"] = (lead, np.dtype(bool))
         return spec
 
-    def fill(self, plan: ReadPlan, out: dict[str, np.ndarray]) -> None:
-        """Read the sample of ``plan`` into the arrays ``out`` (shaped as :meth:`spec` says)."""
+    def fill(
+        self,
+        plan: ReadPlan,
+        out: dict[str, np.ndarray],
+        index: int | None = None,
+        *,
+        with_dates: bool = True,
+    ) -> None:
+        """Read the sample of ``plan`` into the arrays ``out`` (shaped as :meth:`spec` says).
+
+        Args:
+            plan: What to read (:meth:`plan`).
+            out: Key -> destination array; with ``index``, batch arrays ``[B, ...]``.
+            index: Position of this sample in the batch arrays (None: ``out`` holds one sample).
+            with_dates: Also write the dates and time mask (False when the caller writes them
+                once for a whole batch of samples sharing their dates: :meth:`fill_dates`).
+        """
         rows, cols = plan.rows, plan.cols
+        keys = self._keys
         if self.is_label:
-            target = out[self.name]
+            target = out[keys[0]] if index is None else out[keys[0]][index]
             raw = np.empty(target.shape, dtype=self._data.dtype)
             self._data.read_into(raw, (), rows, cols, self._outside)
             target[...] = raw
             return
-        image = out[self.name]
-        valid = out[f"{self.name}_valid"]
-        dates = out[f"{self.name}_dates"]
-        if self.squeeze_time:
-            image, valid, dates = image[np.newaxis], valid[np.newaxis], dates[np.newaxis]
+        times = plan.times
+        count = len(times)
+        # views with a leading time axis (a dropped one is a slice of length 1)
+        if index is None:
+            image, valid, dates = out[keys[0]], out[keys[1]], out[keys[2]]
+            if self.squeeze_time:
+                image, valid, dates = image[np.newaxis], valid[np.newaxis], dates[np.newaxis]
+        elif self.squeeze_time:
+            image, valid = out[keys[0]][index : index + 1], out[keys[1]][index : index + 1]
+            dates = out[keys[2]][index : index + 1]
         else:
-            out[f"{self.name}_time_valid"][...] = np.arange(image.shape[0]) < plan.times.size
-        valid_array = self.valid_array
+            image, valid, dates = out[keys[0]][index], out[keys[1]][index], out[keys[2]][index]
+        if with_dates and not self.squeeze_time:
+            time_valid = out[keys[3]] if index is None else out[keys[3]][index]
+            time_valid[:count] = True
+            time_valid[count:] = False
+        padded = count < image.shape[0]
+        mask = valid[:count] if padded else valid
+        target = image[:count] if padded else image
         raw = (
-            np.empty((self._n_bands, rows[1] - rows[0], cols[1] - cols[0]), self._data.dtype)
+            np.empty((count, self._n_bands, *image.shape[-2:]), self._data.dtype)
             if self.decode
-            else None
+            else target
         )
-        for j, t in enumerate(plan.times.tolist()):
-            target = raw if raw is not None else image[j]
-            self._data.read_into(target, (t,), rows, cols, self._outside, self._band_index)
-            if raw is not None:
-                self._decode(raw, image[j])
-            valid_array.read_into(valid[j], (t,), rows, cols, False)
-        count = plan.times.size
-        dates[:count] = self._dates_s[plan.times]
-        if count < image.shape[0]:  # padding of a fixed-length series
+        read_series(
+            self._data,
+            self.valid_array,
+            raw,
+            mask,
+            times,
+            rows,
+            cols,
+            self._outside,
+            self._band_index,
+            same_grid=self._same_grid,
+        )
+        if self.decode:
+            self._decoder(raw, target)
+        if with_dates:
+            dates[:count] = plan.dates
+        if padded:  # a fixed-length series with fewer dates
             image[count:] = self.fill_value if self.decode else self._outside
             valid[count:] = False
-            dates[count:] = 0
+            if with_dates:
+                dates[count:] = 0
 
-    def _decode(self, raw: np.ndarray, target: np.ndarray) -> None:
-        np.multiply(raw, self._gain, out=target, casting="unsafe")
-        target += self._bias
-        nodata = self.meta.nodata
-        if nodata is None:
+    def fill_dates(self, plan: ReadPlan, batch: dict[str, np.ndarray]) -> None:
+        """Write the dates (and time mask) of ``plan`` into every sample of batch arrays."""
+        if self.is_label:
             return
-        missing = np.isnan(raw) if np.isnan(nodata) else raw == nodata
-        target[missing] = self.fill_value
+        keys = self._keys
+        count = len(plan.times)
+        dates = batch[keys[2]]
+        if self.squeeze_time:
+            dates[...] = plan.dates[0]
+            return
+        dates[:, :count] = plan.dates
+        dates[:, count:] = 0
+        batch[keys[3]][:, :count] = True
+        batch[keys[3]][:, count:] = False
 
     def read(self, bounds: Sequence[float], start: Any = None, stop: Any = None) -> dict[str, Any]:
         """One sample's entries as numpy arrays for a window on this grid's pixel edges."""
@@ -382,7 +368,7 @@ class CubeDataset(GeoDataset):  # type: ignore[misc]
             sample = self.transforms(sample)
         return sample
 
-    def __and__(self, other: GeoDataset) -> GeoDataset:
+    def __and__(self, other: GeoDataset) -> IntersectionDataset:
         """Intersect with another cube dataset, keeping each at its own resolution."""
         from geoalign.datasets.intersection import CubeIntersectionDataset
 
@@ -394,14 +380,3 @@ class CubeDataset(GeoDataset):  # type: ignore[misc]
             f"    bands: {list(self.bands)}\n    dates: {self.meta.times.size}\n"
             f"    res: {self._res[0]:g}\n    bounds: {self.meta.bounds}"
         )
-
-
-def snap_bounds(
-    bounds: Sequence[float], left: float, top: float, step: float
-) -> tuple[float, float, float, float]:
-    """Move a window's edges to the nearest lines of a grid (origin ``left, top``, ``step``)."""
-    x0 = left + round((bounds[0] - left) / step) * step
-    y1 = top - round((top - bounds[3]) / step) * step
-    width = max(1, round((bounds[2] - bounds[0]) / step)) * step
-    height = max(1, round((bounds[3] - bounds[1]) / step)) * step
-    return (x0, y1 - height, x0 + width, y1)

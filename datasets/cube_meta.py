@@ -82,15 +82,16 @@ class GroupMeta:
         )
 
 
-def check_complete(store: Path) -> None:
-    """Refuse a missing, remote or unfinished cube with the fix in the message."""
+def check_complete(path: str | os.PathLike[str]) -> Path:
+    """The store of a finished local cube; refuses a missing, remote or unfinished one."""
     from geoalign.cube_store import is_complete
 
-    if "://" in str(store):
+    if "://" in os.fspath(path):
         raise InvalidInputError(
-            f"cube {store} is not a local folder: geoalign.datasets reads chunk files directly "
-            "for speed; copy the store to a local disk first"
+            f"cube {os.fspath(path)} is not a local folder: geoalign.datasets reads chunk files "
+            "directly for speed; copy the store to a local disk first"
         )
+    store = Path(path)
     if not store.exists():
         raise DataFileNotFoundError(f"cube {store} does not exist: build it with build_cube first")
     if not is_complete(store):
@@ -98,14 +99,14 @@ def check_complete(store: Path) -> None:
             f"cube {store} is incomplete: its build was interrupted or is still running. Resume it "
             "with build_cube(..., resume=True) (CLI: geoalign cube RECIPE) before sampling it"
         )
+    return store
 
 
 def cube_groups(path: str | os.PathLike[str]) -> dict[str, GroupKind]:
     """Every modality, label and point group of a finished cube, with its kind."""
     import zarr
 
-    store = Path(path)
-    check_complete(store)
+    store = check_complete(path)
     root = zarr.open_group(str(store), mode="r")
     found: dict[str, GroupKind] = {}
     for name, node in root.members(max_depth=None):
@@ -136,8 +137,7 @@ def read_group_meta(path: str | os.PathLike[str], group: str) -> GroupMeta:
         DataFileNotFoundError, IncompleteCubeError: The cube is missing or unfinished.
         InvalidInputError: ``group`` is not a modality, label or point group of the cube.
     """
-    store = Path(path)
-    check_complete(store)
+    store = check_complete(path)
     groups = cube_groups(store)
     if group not in groups:
         raise InvalidInputError(

@@ -21,9 +21,7 @@ sampler sizes ``units=PIXELS`` count its pixels (64 px = 640 m = 64 S2 and 640 o
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -35,28 +33,14 @@ from pyproj import CRS
 from torchgeo.datasets import GeoDataset, IntersectionDataset
 
 from geoalign.datasets.augment import Augmentation
-from geoalign.datasets.collate import SampleBatch
-from geoalign.datasets.cube_dataset import (
-    CubeDataset,
-    ReadPlan,
-    Role,
-    parse_query,
-    sample_rng,
-    snap_bounds,
-)
+from geoalign.datasets.collate import SampleBatch, collate_samples
+from geoalign.datasets.cube_dataset import CubeDataset
 from geoalign.datasets.points import PointTable
+from geoalign.datasets.query import ReadPlan, Role, grid_step, parse_query, sample_rng
 from geoalign.errors import CRSError, InvalidInputError, NoDataFoundError
 
 
-def grid_step(resolutions: Sequence[float]) -> float:
-    """Least common multiple of pixel sizes (exact for decimal sizes such as 0.5, 10, 60)."""
-    fractions = [Fraction(r).limit_denominator(10**6) for r in resolutions]
-    numerator = math.lcm(*(f.numerator for f in fractions))
-    denominator = math.gcd(*(f.denominator for f in fractions))
-    return float(Fraction(numerator, denominator))
-
-
-class CubeIntersectionDataset(IntersectionDataset):  # type: ignore[misc]
+class CubeIntersectionDataset(IntersectionDataset):
     """Groups of one cube (modalities, label rasters) sampled over the same windows.
 
     Made by ``a & b`` on :class:`CubeDataset` objects, or directly with more options.
@@ -71,11 +55,19 @@ class CubeIntersectionDataset(IntersectionDataset):  # type: ignore[misc]
         seed: Seed of the per-sample randomness of ``augment``.
         transforms: A callable applied to each merged sample (after ``augment``).
 
+    Attributes:
+        datasets: The cube datasets, flattened (``(a & b) & c`` has three), as torchgeo names
+            them; ``members`` is the same list.
+
     Raises:
         InvalidInputError: A non-cube dataset, duplicate groups, or grids that do not align.
         CRSError: Datasets in different CRSs.
         NoDataFoundError: The groups do not overlap in space (or time, if not ``spatial_only``).
     """
+
+    members: list[CubeDataset]
+    augment: Augmentation | None
+    points: PointTable | None
 
     def __init__(
         self,
@@ -89,7 +81,7 @@ class CubeIntersectionDataset(IntersectionDataset):  # type: ignore[misc]
         flat: list[CubeDataset] = []
         for dataset in datasets:
             if isinstance(dataset, CubeIntersectionDataset):
-                flat.extend(dataset.datasets)
+                flat.extend(dataset.members)
                 augment = augment or dataset.augment
                 points = points or dataset.points
             elif isinstance(dataset, CubeDataset):
@@ -102,13 +94,16 @@ class CubeIntersectionDataset(IntersectionDataset):  # type: ignore[misc]
                 )
         if not flat:
             raise InvalidInputError("an intersection needs at least one CubeDataset")
-        self.datasets: list[CubeDataset] = flat
+        self.members = flat
+        # torchgeo types `datasets` as list[GeoDataset]; it only reads it, and here it only ever
+        # holds cube datasets, typed as such for callers (list is invariant, hence the ignore).
+        self.datasets: list[CubeDataset] = flat  # type: ignore[assignment]
         self.spatial_only = spatial_only
         self.augment = augment
         self.seed = seed
         self.epoch = 0
         self.transforms = transforms
-        self.collate_fn = None  # torchgeo's attribute; samples are merged per key instead
+        self.collate_fn = collate_samples  # torchgeo's attribute; samples are merged per key
         self._check(flat)
         store = flat[0].meta.store
         self.points = PointTable(store, points) if isinstance(points, str) else points
@@ -116,10 +111,23 @@ class CubeIntersectionDataset(IntersectionDataset):  # type: ignore[misc]
         self._step = grid_step([d.res[0] for d in flat])
         self._origin = (flat[0].meta.left, flat[0].meta.top)
         self.index = self._make_index()
+        xmin, ymin, xmax, ymax = (float(v) for v in self.index.total_bounds)
+        self._bounds = (xmin, ymin, xmax, ymax)
         self._roles: dict[str, Role] = {}
         for dataset in flat:
             self._roles.update(dataset.roles())
         self._groups = self._augment_groups()
+        # each group's pixels per grid cell and grid offset, for integer window arithmetic
+        self._grids = [
+            (
+                round(self._step / d.res[0]),
+                round((d.meta.top - self._origin[1]) / d.res[0]),
+                round((self._origin[0] - d.meta.left) / d.res[0]),
+            )
+            for d in flat
+        ]
+        self._all_dates = all(d.is_label or d.time.mode == "all" for d in flat)
+        self._dates_memo: tuple[Any, Any, list[tuple[list[int], np.ndarray]]] | None = None
 
     # --------------------------------------------------------------------------- set-up
 
@@ -151,24 +159,24 @@ class CubeIntersectionDataset(IntersectionDataset):  # type: ignore[misc]
                 )
 
     def _make_index(self) -> GeoDataFrame:
-        footprint = self.datasets[0].index.geometry.iloc[0]
-        for dataset in self.datasets[1:]:
+        footprint = self.members[0].index.geometry.iloc[0]
+        for dataset in self.members[1:]:
             footprint = footprint.intersection(dataset.index.geometry.iloc[0])
         if footprint.is_empty or footprint.area == 0:
             raise NoDataFoundError(
-                f"groups {[d.meta.group for d in self.datasets]} do not overlap: check the cubes"
+                f"groups {[d.meta.group for d in self.members]} do not overlap: check the cubes"
             )
-        starts = [d.index.index[0].left for d in self.datasets]
-        stops = [d.index.index[0].right for d in self.datasets]
+        starts = [d.index.index[0].left for d in self.members]
+        stops = [d.index.index[0].right for d in self.members]
         start, stop = (min(starts), max(stops)) if self.spatial_only else (max(starts), min(stops))
         if start > stop:
             raise NoDataFoundError(
-                f"groups {[d.meta.group for d in self.datasets]} share no date ({start} > {stop}):"
+                f"groups {[d.meta.group for d in self.members]} share no date ({start} > {stop}):"
                 " use spatial_only=True (the default of `&`) to sample them together anyway"
             )
         interval = pd.IntervalIndex.from_tuples([(start, stop)], closed="both", name="datetime")
         return GeoDataFrame(
-            {"groups": [",".join(d.meta.group for d in self.datasets)]},
+            {"groups": [",".join(d.meta.group for d in self.members)]},
             index=interval,
             geometry=[shapely.box(*footprint.bounds)],
             crs=self._crs,
@@ -177,8 +185,8 @@ class CubeIntersectionDataset(IntersectionDataset):  # type: ignore[misc]
     def _augment_groups(self) -> list[list[str]]:
         if self.augment is None or self.augment.mode == "shared":
             return [list(self._roles)]
-        groups = [list(d.roles()) for d in self.datasets if not d.is_label]
-        labels = [k for d in self.datasets if d.is_label for k in d.roles()]
+        groups = [list(d.roles()) for d in self.members if not d.is_label]
+        labels = [k for d in self.members if d.is_label for k in d.roles()]
         if groups:
             groups[0].extend(labels)  # label layers follow the first modality
         else:
@@ -194,7 +202,7 @@ class CubeIntersectionDataset(IntersectionDataset):  # type: ignore[misc]
 
     @crs.setter
     def crs(self, new_crs: CRS) -> None:
-        for dataset in self.datasets:
+        for dataset in self.members:
             dataset.crs = new_crs  # refuses any change, with the reason
 
     @property
@@ -218,10 +226,10 @@ class CubeIntersectionDataset(IntersectionDataset):  # type: ignore[misc]
     def set_epoch(self, epoch: int) -> None:
         """Change the per-sample randomness (augmentations, random dates) for a new epoch."""
         self.epoch = epoch
-        for dataset in self.datasets:
+        for dataset in self.members:
             dataset.set_epoch(epoch)
 
-    def __and__(self, other: GeoDataset) -> GeoDataset:
+    def __and__(self, other: GeoDataset) -> IntersectionDataset:
         """Add groups to the intersection (``(a & b) & c`` is one three-way intersection)."""
         return CubeIntersectionDataset(
             self,
@@ -236,10 +244,40 @@ class CubeIntersectionDataset(IntersectionDataset):  # type: ignore[misc]
     # -------------------------------------------------------------------------- reading
 
     def _plan(self, query: Any) -> tuple[tuple[float, float, float, float], list[ReadPlan]]:
-        total = self.index.total_bounds
-        xmin, ymin, xmax, ymax, start, stop = parse_query(query, tuple(total))
-        bounds = snap_bounds((xmin, ymin, xmax, ymax), *self._origin, self._step)
-        return bounds, [d.plan(bounds, start, stop) for d in self.datasets]
+        """Snap a query to the sampling grid; the pixel window and dates of every group.
+
+        Per-sample hot path: integer arithmetic on grid cells, and dates memoised by the
+        identity of the query's time bounds (torchgeo samplers reuse the same objects).
+        """
+        xmin, ymin, xmax, ymax, start, stop = parse_query(query, self._bounds)
+        step = self._step
+        left, top = self._origin
+        col, row = round((xmin - left) / step), round((top - ymax) / step)
+        width = max(1, round((xmax - xmin) / step))
+        height = max(1, round((ymax - ymin) / step))
+        bounds = (
+            left + col * step,
+            top - (row + height) * step,
+            left + (col + width) * step,
+            top - row * step,
+        )
+        if not self._all_dates:
+            return bounds, [d.plan(bounds, start, stop) for d in self.members]
+        memo = self._dates_memo
+        if memo is None or memo[0] is not start or memo[1] is not stop:
+            memo = (start, stop, [d.all_dates(start, stop) for d in self.members])
+            self._dates_memo = memo
+        plans = []
+        for (ratio, row0, col0), (times, dates) in zip(self._grids, memo[2], strict=True):
+            plans.append(
+                ReadPlan(
+                    (row0 + row * ratio, row0 + (row + height) * ratio),
+                    (col0 + col * ratio, col0 + (col + width) * ratio),
+                    times,
+                    dates,
+                )
+            )
+        return bounds, plans
 
     def _finish(
         self, sample: dict[str, Any], bounds: tuple[float, float, float, float]
@@ -255,7 +293,7 @@ class CubeIntersectionDataset(IntersectionDataset):  # type: ignore[misc]
         """Merged sample of every group for one torchgeo query (see :class:`CubeDataset`)."""
         bounds, plans = self._plan(query)
         sample: dict[str, Any] = {}
-        for dataset, plan in zip(self.datasets, plans, strict=True):
+        for dataset, plan in zip(self.members, plans, strict=True):
             arrays = {k: np.empty(shape, dt) for k, (shape, dt) in dataset.spec(plan).items()}
             dataset.fill(plan, arrays)
             sample.update({k: torch.from_numpy(v) for k, v in arrays.items()})
@@ -279,12 +317,12 @@ class CubeIntersectionDataset(IntersectionDataset):  # type: ignore[misc]
         if self.transforms is not None or not queries:
             return [self[q] for q in queries]
         planned = [self._plan(q) for q in queries]
-        specs = [d.spec(p) for d, p in zip(self.datasets, planned[0][1], strict=True)]
+        specs = [d.spec(p) for d, p in zip(self.members, planned[0][1], strict=True)]
         shape_of = [
-            (p.rows[1] - p.rows[0], p.cols[1] - p.cols[0], p.times.size) for p in planned[0][1]
+            (p.rows[1] - p.rows[0], p.cols[1] - p.cols[0], len(p.times)) for p in planned[0][1]
         ]
         for _, plans in planned[1:]:
-            shapes = [(p.rows[1] - p.rows[0], p.cols[1] - p.cols[0], p.times.size) for p in plans]
+            shapes = [(p.rows[1] - p.rows[0], p.cols[1] - p.cols[0], len(p.times)) for p in plans]
             if shapes != shape_of:
                 return [self[q] for q in queries]
         size = len(queries)
@@ -293,10 +331,18 @@ class CubeIntersectionDataset(IntersectionDataset):  # type: ignore[misc]
             for key, (shape, dtype) in spec.items():
                 batch[key] = _empty((size, *shape), dtype)
         views = {key: tensor.numpy() for key, tensor in batch.items()}
-        keys = [list(spec) for spec in specs]
+        # dates shared by the whole batch (every date of the cube: the usual case) are written
+        # once, not once per sample
+        shared = [
+            all(plans[k].times is planned[0][1][k].times for _, plans in planned)
+            for k in range(len(self.members))
+        ]
+        for k, dataset in enumerate(self.members):
+            if shared[k]:
+                dataset.fill_dates(planned[0][1][k], views)
         for i, (_, plans) in enumerate(planned):
-            for dataset, plan, names in zip(self.datasets, plans, keys, strict=True):
-                dataset.fill(plan, {k: views[k][i] for k in names})
+            for dataset, plan, once in zip(self.members, plans, shared, strict=True):
+                dataset.fill(plan, views, i, with_dates=not once)
         if self.points is not None:
             self._batch_points(batch, [b for b, _ in planned])
         batch["bounds"] = torch.tensor([b for b, _ in planned], dtype=torch.float64)
@@ -322,16 +368,19 @@ class CubeIntersectionDataset(IntersectionDataset):  # type: ignore[misc]
                 batch[key] = values
 
     def __str__(self) -> str:
-        groups = ", ".join(f"{d.meta.group} ({d.res[0]:g})" for d in self.datasets)
+        groups = ", ".join(f"{d.meta.group} ({d.res[0]:g})" for d in self.members)
         return f"CubeIntersectionDataset of {groups}\n    step: {self._step:g}\n    bounds: " + str(
             tuple(self.index.total_bounds)
         )
 
 
 def _empty(shape: tuple[int, ...], dtype: np.dtype[Any]) -> torch.Tensor:
-    """An uninitialised batch tensor; in a DataLoader worker, in shared memory (as PyTorch's
-    default collate does), so sending it to the main process copies nothing."""
+    """An uninitialised batch tensor, in shared memory inside a DataLoader worker.
+
+    PyTorch's default collate does the same: the batch then reaches the main process without
+    another copy.
+    """
     tensor = torch.from_numpy(np.empty(shape, dtype=dtype))
     if torch.utils.data.get_worker_info() is not None:
-        tensor.share_memory_()
+        tensor.share_memory_()  # type: ignore[no-untyped-call]
     return tensor

@@ -135,8 +135,8 @@ def _has_data(band: np.ndarray, meta: GroupMeta) -> np.ndarray:
     if meta.nodata is None:
         return np.ones(band.shape, dtype=bool)
     if np.isnan(meta.nodata):
-        return ~np.isnan(band)
-    return band != meta.nodata
+        return np.asarray(~np.isnan(band), dtype=bool)
+    return np.asarray(band != meta.nodata, dtype=bool)
 
 
 def _write_stats(meta: GroupMeta, stats: dict[str, BandStats]) -> None:

@@ -40,7 +40,7 @@ class ValidityGrid:
         xmin, ymin, xmax, ymax = (float(v) for v in dataset.index.total_bounds)
         self.left, self.top = xmin, ymax
         self.shape = (round((ymax - ymin) / self.step), round((xmax - xmin) / self.step))
-        members = dataset.datasets if isinstance(dataset, CubeIntersectionDataset) else [dataset]
+        members = dataset.members if isinstance(dataset, CubeIntersectionDataset) else [dataset]
         self._tables = [self._table(m) for m in members if not m.is_label]
 
     def _table(self, member: CubeDataset) -> np.ndarray:

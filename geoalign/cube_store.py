@@ -153,7 +153,10 @@ def _encoding(ds: xr.Dataset, chunk: int, compression: Compression) -> dict[str,
         )
         encoding[str(name)] = {"chunks": chunks, "compressors": _compressors(compression)}
         if "_FillValue" in var.encoding:  # the no-data value, masked when the cube is opened
-            encoding[str(name)]["_FillValue"] = var.encoding["_FillValue"]
+            fill = var.encoding["_FillValue"]
+            encoding[str(name)]["_FillValue"] = fill
+            # ... and the Zarr array's own fill value, so a chunk never written reads as no-data
+            encoding[str(name)]["fill_value"] = fill
     return encoding
 
 
