@@ -60,9 +60,10 @@ def _root(
 
 def _register_commands() -> None:
     """Attach the sub-commands; each module imports its heavy dependencies lazily."""
-    from geoalign.cli import data_commands
+    from geoalign.cli import data_commands, train_commands
 
     data_commands.register(app)
+    train_commands.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
