@@ -12,6 +12,7 @@ import pytest
 import rasterio
 import xarray as xr
 from odc.geo.geom import box
+from support.data import SEN1FLOODS11_SENSORS
 
 from geoalign.cube import ModalityRequest, build_cube, plan_cube
 from geoalign.cube_store import open_cube
@@ -153,25 +154,10 @@ def test_provenance_summary_and_quicklooks(
     assert image.shape[0] > 500 and image[..., :3].std() > 0.05
 
 
-SEN1FLOODS11_S1 = """
-version: 1
-sensors:
-  sen1floods11-s1:
-    kind: sar
-    description: Sen1Floods11 Sentinel-1 chips (GRD terrain-corrected in Earth Engine, in dB).
-    encoding: {dtype: float32, nodata: .nan, units: dB}
-    bands:
-      - {name: vv, asset_keys: [data], index: 1, dtype: float32, units: dB}
-      - {name: vh, asset_keys: [data], index: 2, dtype: float32, units: dB}
-"""
-
-
 def test_sen1floods11_s1_s2_labels_on_one_utm_grid(shared_data: Path, tmp_path: Path) -> None:
     from geoalign.sensors import load_sensor_file, reset_sensors
 
-    sensor_file = tmp_path / "sensors.yaml"
-    sensor_file.write_text(SEN1FLOODS11_S1)
-    load_sensor_file(sensor_file)  # a user-described sensor: values already in dB
+    load_sensor_file(SEN1FLOODS11_SENSORS)  # a user-described sensor: values already in dB
     folder = shared_data / "sen1floods11"
     s1 = items_from_rasters(
         [str(folder / "Spain_7370579_S1Hand.tif")],

@@ -21,6 +21,7 @@ import pystac
 import rasterio
 from odc.geo.geom import box
 from shapely.geometry import Point
+from support.data import SEN1FLOODS11_SENSORS
 
 from geoalign.cube import ModalityRequest, build_cube
 from geoalign.labels import LabelLayer
@@ -94,17 +95,6 @@ def build_s2_cube(shared_data: Path, out: Path, *, margin_m: float = 0.0) -> Pat
     )
 
 
-SEN1FLOODS11_S1 = """
-version: 1
-sensors:
-  sen1floods11-s1:
-    kind: sar
-    description: Sen1Floods11 Sentinel-1 chips (GRD terrain-corrected in Earth Engine, in dB).
-    encoding: {dtype: float32, nodata: .nan, units: dB}
-    bands:
-      - {name: vv, asset_keys: [data], index: 1, dtype: float32, units: dB}
-      - {name: vh, asset_keys: [data], index: 2, dtype: float32, units: dB}
-"""
 S2_13 = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
 
 
@@ -121,9 +111,7 @@ def build_floods_cube(shared_data: Path, out: Path) -> Path:
     from geoalign.sensors import load_sensor_file, reset_sensors
 
     files = floods_files(shared_data)
-    sensor_file = out.parent / "sen1floods11_sensors.yaml"
-    sensor_file.write_text(SEN1FLOODS11_S1)
-    load_sensor_file(sensor_file)
+    load_sensor_file(SEN1FLOODS11_SENSORS)
     try:
         s1 = items_from_rasters(
             [str(files["s1"])],

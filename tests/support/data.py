@@ -39,3 +39,8 @@ def require_data(*relative: str) -> Path:
             pytest.fail(reason + " -- under CI=true real-data tests must not be skipped")
         pytest.skip(reason)
     return path
+
+
+#: The user sensor description of the Sen1Floods11 Sentinel-1 chips (values already in dB), shipped
+#: with the tutorial recipe and reused by the tests.
+SEN1FLOODS11_SENSORS = REPO_ROOT / "tutorials" / "recipes" / "sen1floods11_sensors.yaml"
