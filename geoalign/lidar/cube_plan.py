@@ -31,7 +31,6 @@ import pystac
 from odc.geo.geom import Geometry
 from rasterio.enums import Resampling
 
-from geoalign.cube import ModalityRequest, OnError
 from geoalign.errors import CorruptDataError, GeoAlignError, InvalidInputError, NoDataFoundError
 from geoalign.grid import CubeGrid
 from geoalign.lidar.crs import point_crs_from_parts
@@ -39,6 +38,7 @@ from geoalign.lidar.products import RasterizeOptions, check_products
 from geoalign.lidar.rasterize import rasterize_to_geotiff
 from geoalign.lidar.reader import PointCloud
 from geoalign.modality import ItemSources, ModalityPlan, default_chunk, group_by_solar_day
+from geoalign.planning import ModalityRequest, OnError
 from geoalign.sensors import BandSource, Encoding, Sensor, item_datetime
 
 
