@@ -86,6 +86,21 @@ def _is_panic(error: BaseException) -> bool:
     return type(error).__name__ == "PanicException"
 
 
+@contextmanager
+def _decoding(href: str) -> Iterator[None]:
+    """Turn what laspy/lazrs raise on a broken file (including lazrs panics) into one error."""
+    try:
+        yield
+    except GeoAlignError:
+        raise
+    except _DECODE_ERRORS as error:
+        raise _corrupt(href, error) from error
+    except BaseException as error:
+        if _is_panic(error):
+            raise _corrupt(href, error) from error
+        raise
+
+
 def _corrupt(href: str, error: BaseException) -> CorruptDataError:
     return CorruptDataError(
         f"point cloud {href} cannot be read ({type(error).__name__}: {error}); the file is "
@@ -127,18 +142,9 @@ class PointCloud:
             raise DataFileNotFoundError(
                 f"point cloud {self.href} does not exist: check the path or the item's href"
             )
-        with self._stream() as stream:
-            try:
-                header = laspy.LasReader(stream, closefd=False).header
-                size = stream.seek(0, os.SEEK_END)
-            except GeoAlignError:
-                raise
-            except _DECODE_ERRORS as error:
-                raise _corrupt(self.href, error) from error
-            except BaseException as error:
-                if _is_panic(error):
-                    raise _corrupt(self.href, error) from error
-                raise
+        with self._stream() as stream, _decoding(self.href):
+            header = laspy.LasReader(stream, closefd=False).header
+            size = stream.seek(0, os.SEEK_END)
         first = header.vlrs[0] if len(header.vlrs) else None
         is_copc = first is not None and str(first.user_id).strip("\0") == "copc"
         _check_size(self.href, header, first if is_copc else None, size)
@@ -193,23 +199,14 @@ class PointCloud:
             return
         expected = self.info.point_count
         seen = 0
-        with self._stream() as stream:
-            try:
-                reader = laspy.LasReader(stream, closefd=False, decompression_selection=_SELECTION)
-                for record in reader.chunk_iterator(size):
-                    seen += len(record)
-                    chunk = PointChunk.from_record(record, exclude_classes=self.exclude_classes)
-                    if bounds is not None:
-                        chunk = chunk.select(_inside(chunk, bounds))
-                    yield chunk
-            except GeoAlignError:
-                raise
-            except _DECODE_ERRORS as error:
-                raise _corrupt(self.href, error) from error
-            except BaseException as error:
-                if _is_panic(error):
-                    raise _corrupt(self.href, error) from error
-                raise
+        with self._stream() as stream, _decoding(self.href):
+            reader = laspy.LasReader(stream, closefd=False, decompression_selection=_SELECTION)
+            for record in reader.chunk_iterator(size):
+                seen += len(record)
+                chunk = PointChunk.from_record(record, exclude_classes=self.exclude_classes)
+                if bounds is not None:
+                    chunk = chunk.select(_inside(chunk, bounds))
+                yield chunk
         if seen < expected:
             raise CorruptDataError(
                 f"point cloud {self.href} is truncated: its header announces {expected} points "
@@ -243,27 +240,16 @@ class PointCloud:
         cells = max(1, math.ceil(math.sqrt(self.info.point_count * share / chunk_points)))
         xs = np.linspace(xmin, xmax, cells + 1)
         ys = np.linspace(ymin, ymax, cells + 1)
-        with self._stream() as stream:
-            try:
-                reader = laspy.CopcReader(
-                    stream, close_fd=False, decompression_selection=_SELECTION
-                )
-                for i in range(cells):
-                    for j in range(cells):
-                        cell = (float(xs[j]), float(ys[i]), float(xs[j + 1]), float(ys[i + 1]))
-                        query = laspy.copc.Bounds(mins=np.array(cell[:2]), maxs=np.array(cell[2:]))
-                        record = reader.query(bounds=query)
-                        chunk = PointChunk.from_record(record, exclude_classes=self.exclude_classes)
-                        last = (j == cells - 1, i == cells - 1)
-                        yield chunk.select(_inside(chunk, cell, closed=last))
-            except GeoAlignError:
-                raise
-            except _DECODE_ERRORS as error:
-                raise _corrupt(self.href, error) from error
-            except BaseException as error:
-                if _is_panic(error):
-                    raise _corrupt(self.href, error) from error
-                raise
+        with self._stream() as stream, _decoding(self.href):
+            reader = laspy.CopcReader(stream, close_fd=False, decompression_selection=_SELECTION)
+            for i in range(cells):
+                for j in range(cells):
+                    cell = (float(xs[j]), float(ys[i]), float(xs[j + 1]), float(ys[i + 1]))
+                    query = laspy.copc.Bounds(mins=np.array(cell[:2]), maxs=np.array(cell[2:]))
+                    record = reader.query(bounds=query)
+                    chunk = PointChunk.from_record(record, exclude_classes=self.exclude_classes)
+                    last = (j == cells - 1, i == cells - 1)
+                    yield chunk.select(_inside(chunk, cell, closed=last))
 
 
 def _check_size(href: str, header: Any, copc_info: Any, size: int) -> None:
