@@ -195,7 +195,9 @@ def info(
     if as_json:
         typer.echo(json.dumps([s.__dict__ for s in summaries], default=list, indent=1))
     else:
-        _table(summary_table(summaries), str(cube_path))
+        epsg = summaries[0].epsg if summaries else None
+        crs = f"EPSG:{epsg}" if epsg else "a custom CRS"
+        _table(summary_table(summaries), f"{cube_path} ({crs})")
     if quicklooks is not None:
         for path in write_quicklooks(tree, quicklooks):
             typer.echo(f"quicklook: {path}")

@@ -179,17 +179,22 @@ def write_quicklooks(
     return written
 
 
+def _dates(dates: tuple[str, ...]) -> str:
+    if len(dates) <= 1:
+        return dates[0] if dates else ""
+    return f"{dates[0]}..{dates[-1]} ({len(dates)})"
+
+
 def summary_table(summaries: list[ModalitySummary]) -> list[dict[str, Any]]:
     """Rows for printing (CLI) or a DataFrame."""
     return [
         {
             "modality": s.name,
             "sensor": s.sensor,
-            "crs": f"EPSG:{s.epsg}" if s.epsg else "custom",
-            "resolution": s.resolution,
-            "shape (t,b,y,x)": "x".join(str(v) for v in s.shape),
+            "res": s.resolution,
+            "t,b,y,x": "x".join(str(v) for v in s.shape),
             "bands": ",".join(s.bands[:6]) + ("..." if len(s.bands) > 6 else ""),
-            "dates": f"{s.dates[0]}..{s.dates[-1]} ({len(s.dates)})" if s.dates else "",
+            "dates": _dates(s.dates),
             "valid": f"{100 * s.valid_fraction:.1f}%",
         }
         for s in summaries
