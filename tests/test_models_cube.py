@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from support.data import REPO_ROOT
+from support.data import REPO_ROOT, S2_13_BANDS
 
 from geoalign.cube import ModalityRequest, build_cube
 from geoalign.errors import InvalidInputError
@@ -41,21 +41,7 @@ def series_cube(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from geoalign.stac_items import items_from_rasters
 
     folder = shared_data / "sen1floods11"
-    bands = [
-        "B01",
-        "B02",
-        "B03",
-        "B04",
-        "B05",
-        "B06",
-        "B07",
-        "B08",
-        "B8A",
-        "B09",
-        "B10",
-        "B11",
-        "B12",
-    ]
+    bands = S2_13_BANDS
     dates = ["2019-09-18T11:00:00Z", "2019-09-28T11:00:00Z", "2019-10-08T11:00:00Z"]
     items = items_from_rasters(
         [str(folder / "Spain_7370579_S2Hand.tif")] * 3,

