@@ -1,0 +1,1 @@
+"""Example recipes shipped with geoalign (YAML files; see ``geoalign recipes``)."""
