@@ -60,10 +60,11 @@ def _root(
 
 def _register_commands() -> None:
     """Attach the sub-commands; each module imports its heavy dependencies lazily."""
-    from geoalign.cli import data_commands, train_commands
+    from geoalign.cli import data_commands, evaluate_commands, train_commands
 
     data_commands.register(app)
     train_commands.register(app)
+    evaluate_commands.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -153,6 +153,28 @@ class HoustonDataConfig(_Strict):
     num_workers: int = Field(default=0, ge=0)
 
 
+class ArrayDataConfig(_Strict):
+    """In-memory samples from a ``.npz`` file: one array per modality, one row per location.
+
+    Array shapes: ``[P, C]`` per-pixel vectors, ``[P, S, C]`` series of vectors, ``[P, C, H, W]``
+    image windows, ``[P, S, C, H, W]`` series of windows. ``geoalign evaluate`` writes such a
+    file from a downstream task's training inputs (labels never stored) to pretrain on them.
+    """
+
+    # Selects this data source.
+    kind: Literal["arrays"] = "arrays"
+    # The .npz file (modality name -> array); relative to the YAML file.
+    path: Path
+    # Fraction of the locations held out (never trained on) for retrieval validation.
+    holdout_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
+    # Seed of the train/held-out split.
+    split_seed: int = 0
+    # Locations per batch and process.
+    batch_size: int = Field(default=256, ge=2)
+    # DataLoader worker processes (0: load in the main process; arrays are in memory).
+    num_workers: int = Field(default=0, ge=0)
+
+
 class CubeDataConfig(_Strict):
     """Windows of an aligned cube (geoalign.datasets), one entry per modality."""
 
@@ -230,7 +252,9 @@ class PretrainConfig(_Strict):
     # Seed of weights, sampling, views and loaders.
     seed: int = 0
     # Where the samples come from.
-    data: Annotated[HoustonDataConfig | CubeDataConfig, Field(discriminator="kind")]
+    data: Annotated[
+        HoustonDataConfig | CubeDataConfig | ArrayDataConfig, Field(discriminator="kind")
+    ]
     # Modality name -> its encoder; names are the sample keys (cube groups, "hsi"/"lidar").
     modalities: dict[str, ModalityConfig]
     # Size of the shared embedding space.

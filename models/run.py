@@ -25,7 +25,13 @@ import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 
 from geoalign.errors import DataFileNotFoundError, InvalidInputError
-from geoalign.models.config import CubeDataConfig, HoustonDataConfig, PretrainConfig
+from geoalign.models.array_data import ArrayDataModule
+from geoalign.models.config import (
+    ArrayDataConfig,
+    CubeDataConfig,
+    HoustonDataConfig,
+    PretrainConfig,
+)
 from geoalign.models.cube_data import CubeDataModule
 from geoalign.models.encoders import ModalitySpec
 from geoalign.models.houston import HoustonDataModule
@@ -49,10 +55,12 @@ class PretrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def make_datamodule(config: PretrainConfig) -> HoustonDataModule | CubeDataModule:
+def make_datamodule(config: PretrainConfig) -> HoustonDataModule | CubeDataModule | ArrayDataModule:
     """The data module of a config's ``data`` section."""
     if isinstance(config.data, HoustonDataConfig):
         return HoustonDataModule(config.data, seed=config.seed)
+    if isinstance(config.data, ArrayDataConfig):
+        return ArrayDataModule(config.data, list(config.modalities), seed=config.seed)
     return CubeDataModule(config.data, list(config.modalities), seed=config.seed)
 
 
@@ -105,7 +113,11 @@ def _loggers(config: PretrainConfig, folder: Path) -> list[Any]:
 
 def has_validation(config: PretrainConfig) -> bool:
     """Whether the run measures cross-modal retrieval on held-out locations."""
-    held_out = not isinstance(config.data, CubeDataConfig) or config.data.val_fraction > 0
+    data = config.data
+    if isinstance(data, CubeDataConfig):
+        held_out = data.val_fraction > 0
+    else:
+        held_out = data.holdout_fraction > 0
     return held_out and len(config.modalities) >= 2
 
 
