@@ -117,7 +117,12 @@ class Recipe(_Strict):
     compression: Literal["none", "lz4", "zstd"] = Field("none", description="Chunk compression.")
     on_error: Literal["fail", "skip"] = Field("fail", description="Missing/corrupt assets policy.")
     max_bytes: int = Field(
-        50_000_000_000, description="Builds estimated above this many bytes ask before starting."
+        50_000_000_000, gt=0, description="Builds estimated above this many bytes ask first."
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="Folder for derived files (point clouds rasterized per item); default "
+        "$GEOALIGN_CACHE_DIR or ~/.cache/geoalign.",
     )
 
     @field_validator("modalities")

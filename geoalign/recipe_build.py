@@ -79,6 +79,7 @@ def find_items(
     found = search_items(
         _resolve(base, source),
         aoi=_aoi(recipe, base),
+        aoi_crs=recipe.aoi_crs,
         datetime=recipe.datetime,
         collections=modality.collections,
         query=modality.query,
@@ -86,6 +87,30 @@ def find_items(
         max_items=modality.max_items,
     )
     return list(found)
+
+
+def _request(name: str, modality: ModalityRecipe, recipe: Recipe, base: Path) -> ModalityRequest:
+    """The build request of one modality (a LidarRequest for point clouds with a cache_dir)."""
+    fields: dict[str, Any] = {
+        "name": name,
+        "sensor": modality.sensor,
+        "items": find_items(name, modality, recipe, base),
+        "resolution": modality.resolution,
+        "bands": modality.bands,
+        "time": modality.time,
+        "period": modality.period,
+        "resampling": modality.resampling,
+        "mask_clouds": modality.mask_clouds,
+    }
+    if recipe.cache_dir is not None:
+        from geoalign.sensors import get_sensor
+
+        if get_sensor(modality.sensor).kind == "lidar_points":
+            from geoalign.lidar import LidarRequest
+
+            cache = Path(_resolve(base, recipe.cache_dir)) / "lidar"
+            return LidarRequest(**fields, cache_dir=cache)
+    return ModalityRequest(**fields)
 
 
 @dataclass
@@ -119,18 +144,7 @@ def plan_recipe(recipe: Recipe, base: Path) -> RecipeRun:
 
         load_sensor_file(_resolve(base, recipe.sensors_file))
     requests = [
-        ModalityRequest(
-            name=name,
-            sensor=modality.sensor,
-            items=find_items(name, modality, recipe, base),
-            resolution=modality.resolution,
-            bands=modality.bands,
-            time=modality.time,
-            period=modality.period,
-            resampling=modality.resampling,
-            mask_clouds=modality.mask_clouds,
-        )
-        for name, modality in recipe.modalities.items()
+        _request(name, modality, recipe, base) for name, modality in recipe.modalities.items()
     ]
     labels = [
         LabelLayer(
