@@ -88,6 +88,13 @@ def cube(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Do not ask before large builds.")
     ] = False,
+    max_gb: Annotated[
+        float | None,
+        typer.Option(
+            help="Ask before builds estimated above this many GB (default: the recipe's "
+            "max_bytes, 50 GB)."
+        ),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Run on a dask LocalCluster with this many processes.")
     ] = None,
@@ -104,39 +111,33 @@ def cube(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from geoalign.recipe import load_recipe
-    from geoalign.recipe_build import plan_recipe
+    from geoalign.recipe_build import plan_recipe, recipe_output, search_recipe
+    from geoalign.recipe_estimate import estimate_build, format_seconds
 
     console = Console()
+    if max_gb is not None and max_gb <= 0:
+        raise InvalidInputError(f"--max-gb {max_gb}: give a positive size in GB")
     parsed, base = load_recipe(recipe)
-    run = plan_recipe(parsed, base)
-    rows = [
-        {
-            "modality": name,
-            "sensor": plan.sensor,
-            "items": sum(len(g) for g in plan.groups),
-            "time steps": len(plan.steps())
-            if plan.time_mode == "series"
-            else f"{len(plan.steps())} ({plan.time_mode})",
-            "grid (y x)": f"{plan.geobox.shape.y} x {plan.geobox.shape.x}",
-            "resolution": plan.geobox.resolution.x,
-            "bands": len(plan.band_names),
-        }
-        for name, plan in run.plan.modalities.items()
-    ]
-    _table(rows, f"cube plan, CRS EPSG:{run.plan.grid.crs.epsg}")
-    size = run.plan.nbytes()
-    console.print(f"estimated size: {size / 1e6:,.1f} MB (uncompressed) -> {run.output}")
+    with console.status("searching..."):
+        requests = search_recipe(parsed, base)
+    estimate = estimate_build(parsed, base, requests, recipe_output(parsed, base))
+    crs = f"EPSG:{estimate.epsg}" if estimate.epsg else "a custom CRS"
+    _table(estimate.rows(), f"cube plan, CRS {crs}")
+    size = estimate.nbytes
+    console.print(
+        f"estimated size: {size / 1e6:,.1f} MB (uncompressed) -> {estimate.output}\n"
+        f"estimated time: about {format_seconds(estimate.seconds)} on 2 cores "
+        "(rough: measured on local files; remote reads depend on the network)"
+    )
     if dry_run:
+        console.print("dry run: no pixel was read and nothing was written")
         return
-    if (
-        size > parsed.max_bytes
-        and not yes
-        and not typer.confirm(
-            f"this build writes about {size / 1e9:.1f} GB "
-            f"(max_bytes {parsed.max_bytes / 1e9:.1f} GB). Go on?"
-        )
-    ):
+    limit = max_gb * 1e9 if max_gb is not None else parsed.max_bytes
+    if size > limit and not yes and not _confirm_size(size, limit):
+        console.print("build cancelled: nothing was written (--yes skips this question)")
         raise typer.Exit(1)
+    with console.status("planning (point clouds are rasterized now)..."):
+        run = plan_recipe(parsed, base, requests)
     with (
         _dask_client(workers, scheduler),
         Progress(
@@ -154,6 +155,23 @@ def cube(
 
         path = run.write(overwrite=overwrite, on_tile=on_tile)
     console.print(f"[green]cube written:[/] {path}")
+
+
+def _confirm_size(size: int, limit: float) -> bool:
+    """Ask whether to go on with a build above the size limit (False: the user said no)."""
+    import click
+
+    try:
+        return typer.confirm(
+            f"this build writes about {size / 1e9:.2f} GB, above the limit of "
+            f"{limit / 1e9:.2f} GB (--max-gb, or max_bytes in the recipe). Go on?"
+        )
+    except (click.exceptions.Abort, typer.Abort):
+        raise InvalidInputError(
+            f"the build (about {size / 1e9:.2f} GB) is above the size limit of "
+            f"{limit / 1e9:.2f} GB and no answer came (no terminal input): pass --yes to build "
+            "anyway, or raise --max-gb"
+        ) from None
 
 
 @contextmanager

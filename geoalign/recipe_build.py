@@ -29,6 +29,16 @@ def _resolve(base: Path, value: str) -> str:
     return os.path.normpath(path if path.is_absolute() else (base / path))
 
 
+def recipe_aoi(recipe: Recipe, base: Path) -> Any:
+    """The recipe's area of interest: a bbox tuple, a resolved file path or GeoJSON."""
+    return _aoi(recipe, base)
+
+
+def recipe_output(recipe: Recipe, base: Path) -> Path:
+    """The cube the recipe writes (resolved against the recipe folder)."""
+    return Path(_resolve(base, recipe.output))
+
+
 def _aoi(recipe: Recipe, base: Path) -> Any:
     if isinstance(recipe.aoi, str):
         return _resolve(base, recipe.aoi)
@@ -137,15 +147,25 @@ class RecipeRun:
         )
 
 
-def plan_recipe(recipe: Recipe, base: Path) -> RecipeRun:
-    """Search every sensor and plan the cube (no pixels read)."""
+def search_recipe(recipe: Recipe, base: Path) -> list[ModalityRequest]:
+    """Load the recipe's sensors file and find every modality's items (searches or files)."""
     if recipe.sensors_file:
         from geoalign.sensors import load_sensor_file
 
         load_sensor_file(_resolve(base, recipe.sensors_file))
-    requests = [
-        _request(name, modality, recipe, base) for name, modality in recipe.modalities.items()
-    ]
+    return [_request(name, modality, recipe, base) for name, modality in recipe.modalities.items()]
+
+
+def plan_recipe(
+    recipe: Recipe, base: Path, requests: list[ModalityRequest] | None = None
+) -> RecipeRun:
+    """Search every sensor and plan the cube.
+
+    ``requests`` from :func:`search_recipe` skip the searches. Raster pixels are not read;
+    point clouds are rasterized (into the cache).
+    """
+    if requests is None:
+        requests = search_recipe(recipe, base)
     labels = [
         LabelLayer(
             name=label.name,
@@ -167,7 +187,7 @@ def plan_recipe(recipe: Recipe, base: Path) -> RecipeRun:
         labels=labels,
         on_error=recipe.on_error,
     )
-    return RecipeRun(recipe, requests, labels, plan, Path(_resolve(base, recipe.output)))
+    return RecipeRun(recipe, requests, labels, plan, recipe_output(recipe, base))
 
 
 def run_recipe(
