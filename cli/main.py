@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
     _register_commands()
     try:
-        app(args=argv, prog_name="geoalign", standalone_mode=False)
+        # without standalone mode, click returns the code of a typer.Exit instead of raising it
+        code = app(args=argv, prog_name="geoalign", standalone_mode=False)
     except GeoAlignError as error:
         if _state["debug"]:
             raise
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(error, click.exceptions.ClickException):
             error.show()
             return int(error.exit_code)
-        if isinstance(error, click.exceptions.Abort):
+        if isinstance(error, (click.exceptions.Abort, typer.Abort)):
             return EXIT_INTERRUPTED
         if _state["debug"]:
             raise
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             highlight=False,
         )
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def entry_point() -> None:
