@@ -219,7 +219,8 @@ class ContrastivePretraining(L.LightningModule):
         del batch_idx
         embeddings = self.embed(batch)
         n = int(next(iter(embeddings.values())).shape[0])
-        if n >= 2:
+        # one sensor's single clean view has no positive: no validation loss to compute
+        if n >= 2 and len(self.modality_names) >= 2:
             out = self._contrastive(embeddings, batch.get("negatives_only"), gather=False)
             self.log("val/loss", out.contrastive, batch_size=n, sync_dist=True)
         if self.val_retrieval is not None:

@@ -111,6 +111,9 @@ class EvaluationConfig(_Strict):
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     # Results folder: <output_dir>/<name>/ (cells/, pretrain/, tables); relative to this file.
     output_dir: Path = Path("runs/evaluation")
+    # torch intra-op threads during the run (None: torch's default). Small encoders on a busy
+    # machine run fastest with 1.
+    threads: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> EvaluationConfig:

@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from geoalign.errors import InvalidInputError
 from geoalign.models.config import CubeDataConfig, PretrainConfig
 from geoalign.models.encoders import ModalityEncoder
 from geoalign.models.evaluation.config import EvaluationConfig, VariantConfig, merge
-from geoalign.models.evaluation.features import load_encoders, random_encoders
+from geoalign.models.evaluation.features import FrozenFeatures, load_encoders, random_encoders
 from geoalign.models.evaluation.metrics import PRIMARY
+from geoalign.models.evaluation.probes import single_thread
 from geoalign.models.evaluation.protocols import Protocol, ProtocolSettings, evaluate
 from geoalign.models.evaluation.regimes import LabelRegime
 from geoalign.models.evaluation.report import ResultTable, write_reports
@@ -173,7 +175,7 @@ class _Encoders:
         self.folder = folder
         self.fingerprint = fingerprint
         self.fast = fast
-        self.cache: dict[tuple[str, int], dict[str, ModalityEncoder]] = {}
+        self.cache: dict[tuple[str, int], tuple[dict[str, ModalityEncoder], FrozenFeatures]] = {}
 
     def pretraining_config(self, variant: VariantConfig, seed: int) -> PretrainConfig:
         data = None
@@ -184,6 +186,11 @@ class _Encoders:
                 "batch_size": self.config.pretraining.batch_size,
             }
         base = self.config.variant_pretraining(variant, data)
+        if data is not None and len(base.modalities) < 2:
+            # one sensor has no cross-modal retrieval to validate: pretrain on every location
+            base = base.model_copy(
+                update={"data": base.data.model_copy(update={"holdout_fraction": 0.0})}
+            )
         raw = base.model_dump(mode="json")
         raw["seed"] = seed
         key = _digest({"config": raw, "task": self.fingerprint if data else None})
@@ -232,7 +239,10 @@ class _Encoders:
             else None
         )
 
-    def get(self, variant: VariantConfig, seed: int) -> dict[str, ModalityEncoder]:
+    def get(
+        self, variant: VariantConfig, seed: int
+    ) -> tuple[dict[str, ModalityEncoder], FrozenFeatures]:
+        """The variant's encoders for ``seed`` and their memoised frozen features."""
         s = seed if self.config.pretraining.per_seed else self.config.seeds[0]
         if (variant.name, s) in self.cache:
             return self.cache[(variant.name, s)]
@@ -241,8 +251,10 @@ class _Encoders:
             encoders = random_encoders(base, self.task.specs(), seed=s)
         else:
             encoders = load_encoders(self._pretrain(self.pretraining_config(variant, s)))
-        self.cache = {(variant.name, s): encoders}  # keep one set in memory
-        return encoders
+        fusion = self.config.downstream.settings.fusion
+        features = FrozenFeatures(encoders, self.task.train, self.task.test, fusion)
+        self.cache = {(variant.name, s): (encoders, features)}  # one set in memory
+        return self.cache[(variant.name, s)]
 
     def _pretrain(self, config: PretrainConfig) -> Path:
         from geoalign.models.run import pretrain, run_dir
@@ -294,7 +306,9 @@ def run_evaluation(
     Returns:
         The cells, the tables per regime and the files written.
     """
-    with _quiet_lightning():
+    with _quiet_lightning(), single_thread(False):  # restores the thread count afterwards
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
         return _run(config, task, overwrite, fast_dev_run, progress)
 
 
@@ -410,8 +424,9 @@ def _run_cell(
     start = time.perf_counter()
     label = column_label(column)
     models: dict[str, ModalityEncoder] | None = None
+    features: FrozenFeatures | None = None
     if row.variant is not None:
-        models = encoders.get(row.variant, seed)
+        models, features = encoders.get(row.variant, seed)
         missing = [m for m in column if m not in models]
         if missing:
             return CellResult(
@@ -430,7 +445,14 @@ def _run_cell(
         finetune = settings.finetune.model_copy(update={"encoder_lr_fraction": 1.0})
         settings = settings.model_copy(update={"finetune": finetune})
     scores, used = evaluate(
-        task, row.protocol, column, regime=regime, seed=seed, settings=settings, encoders=models
+        task,
+        row.protocol,
+        column,
+        regime=regime,
+        seed=seed,
+        settings=settings,
+        encoders=models,
+        features=features,
     )
     confusion = None if scores.confusion is None else scores.confusion.astype(int).tolist()
     return CellResult(

@@ -208,3 +208,42 @@ def extract_feature_maps(
         batch = {m: torch.from_numpy(np.ascontiguousarray(inputs[m][part])) for m in modalities}
         chunks.append(fused_feature_maps(encoders, batch, modalities, fusion).float())
     return torch.cat(chunks)
+
+
+class FrozenFeatures:
+    """Frozen features of a task's whole training and test parts, computed once per subset.
+
+    Label regimes and seeds select rows of the same features, so one encoder set is run over
+    the data once per modality subset (features of vectors and series, feature maps of image
+    windows).
+
+    Args:
+        encoders: Modality -> frozen encoder.
+        train: Modality -> all training inputs.
+        test: Modality -> all test inputs.
+        fusion: How modalities combine.
+    """
+
+    def __init__(
+        self,
+        encoders: Mapping[str, ModalityEncoder],
+        train: Mapping[str, np.ndarray],
+        test: Mapping[str, np.ndarray],
+        fusion: Fusion = "concat",
+    ) -> None:
+        self.encoders = encoders
+        self.parts = {"train": train, "test": test}
+        self.fusion: Fusion = fusion
+        self._cache: dict[tuple[str, tuple[str, ...], bool], Tensor] = {}
+
+    def get(
+        self, part: Literal["train", "test"], modalities: Sequence[str], *, maps: bool
+    ) -> Tensor:
+        """``[N, F]`` features (``maps=False``) or ``[N, F, h, w]`` maps of a whole part."""
+        key = (part, tuple(modalities), maps)
+        if key not in self._cache:
+            extract = extract_feature_maps if maps else extract_features
+            self._cache[key] = extract(
+                self.encoders, self.parts[part], list(modalities), fusion=self.fusion
+            )
+        return self._cache[key]

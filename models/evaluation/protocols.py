@@ -24,12 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from geoalign.errors import InvalidInputError
 from geoalign.models.encoders import ModalityEncoder
 from geoalign.models.evaluation.baselines import random_forest_predict
-from geoalign.models.evaluation.features import (
-    Fusion,
-    copy_encoders,
-    extract_feature_maps,
-    extract_features,
-)
+from geoalign.models.evaluation.features import FrozenFeatures, Fusion, copy_encoders
 from geoalign.models.evaluation.finetune import Finetuner, FinetuneSettings
 from geoalign.models.evaluation.metrics import Scores, score_predictions
 from geoalign.models.evaluation.probes import LinearProbe, knn_predict
@@ -106,8 +101,12 @@ def evaluate(
     seed: int,
     settings: ProtocolSettings,
     encoders: Mapping[str, ModalityEncoder] | None = None,
+    features: FrozenFeatures | None = None,
 ) -> tuple[Scores, int]:
     """Train a protocol on the regime's labels and score it on the test part.
+
+    ``features`` (frozen features of ``encoders`` over the task's whole parts) is reused by
+    the probe and kNN across regimes and seeds; made afresh when None.
 
     Returns:
         The scores and the number of labelled training samples used.
@@ -152,15 +151,18 @@ def evaluate(
         )
         model.fit(train, target, seed=seed, max_steps=settings.max_steps)
         return _score(task, model.predict(test)), int(index.size)
+    if features is None:
+        features = FrozenFeatures(encoders, task.train, task.test, settings.fusion)
+    rows = torch.from_numpy(index)
     if task.kind == "segmentation":
         if protocol == "knn":
             raise InvalidInputError("kNN is not defined for segmentation: use linear_probe")
-        predicted = _segmentation_probe(
-            task, encoders, modalities, train, target, test, seed, settings
-        )
+        maps = features.get("train", modalities, maps=True)[rows]
+        test_maps = features.get("test", modalities, maps=True)
+        predicted = _segmentation_probe(task, maps, target, test_maps, seed, settings)
         return _score(task, predicted), int(index.size)
-    z_train = extract_features(encoders, train, modalities, fusion=settings.fusion)
-    z_test = extract_features(encoders, test, modalities, fusion=settings.fusion)
+    z_train = features.get("train", modalities, maps=False)[rows]
+    z_test = features.get("test", modalities, maps=False)
     y = torch.from_numpy(target)
     if protocol == "knn":
         out = knn_predict(
@@ -191,29 +193,39 @@ def _pixel_features(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def _segmentation_probe(
     task: TaskData,
-    encoders: Mapping[str, ModalityEncoder],
-    modalities: list[str],
-    train: dict[str, np.ndarray],
+    maps: torch.Tensor,
     target: np.ndarray,
-    test: dict[str, np.ndarray],
+    test_maps: torch.Tensor,
     seed: int,
     settings: ProtocolSettings,
 ) -> np.ndarray:
-    """Per-pixel logistic regression on upsampled frozen feature maps."""
+    """Per-pixel logistic regression on upsampled frozen feature maps ``[N, F, h, w]``.
+
+    At most ``probe.max_pixels`` labelled training pixels (seeded draw) are used; features
+    are upsampled 64 windows at a time, so memory stays bounded by the draw.
+    """
     size = (int(target.shape[-2]), int(target.shape[-1]))
-    fusion = settings.fusion
-    maps = extract_feature_maps(encoders, train, modalities, fusion=fusion)
-    x = _pixel_features(maps, size)
+    pixels_per_window = size[0] * size[1]
     y = torch.from_numpy(target.reshape(-1))
     labelled = torch.nonzero(y != IGNORE).squeeze(1)
     if labelled.numel() > settings.probe.max_pixels:
         generator = torch.Generator().manual_seed(seed)
         pick = torch.randperm(labelled.numel(), generator=generator)[: settings.probe.max_pixels]
         labelled = labelled[pick.sort().values]
+    rows = []
+    for start in range(0, int(maps.shape[0]), 64):
+        stop = start + 64
+        inside = labelled[
+            (labelled >= start * pixels_per_window) & (labelled < stop * pixels_per_window)
+        ]
+        if inside.numel():
+            chunk = _pixel_features(maps[start:stop], size)
+            rows.append(chunk[inside - start * pixels_per_window])
     probe = LinearProbe(
         "classification", task.num_classes, l2=settings.probe.l2, max_iter=settings.probe.max_iter
-    ).fit(x[labelled], y[labelled])
-    test_maps = extract_feature_maps(encoders, test, modalities, fusion=fusion)
-    n = next(iter(test.values())).shape[0]
-    predicted = probe.predict(_pixel_features(test_maps, size)).reshape(n, *size)
+    ).fit(torch.cat(rows), y[labelled])
+    n = int(test_maps.shape[0])
+    predicted = torch.cat(
+        [probe.predict(_pixel_features(test_maps[i : i + 64], size)) for i in range(0, n, 64)]
+    ).reshape(n, *size)
     return predicted.numpy()
