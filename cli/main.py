@@ -60,11 +60,12 @@ def _root(
 
 def _register_commands() -> None:
     """Attach the sub-commands; each module imports its heavy dependencies lazily."""
-    from geoalign.cli import data_commands, evaluate_commands, train_commands
+    from geoalign.cli import data_commands, embed_commands, evaluate_commands, train_commands
 
     data_commands.register(app)
     train_commands.register(app)
     evaluate_commands.register(app)
+    embed_commands.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
