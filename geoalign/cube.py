@@ -32,11 +32,11 @@ from geoalign.cube_store import (
     tiles_of,
     without_decoding_attrs,
     write_group_metadata,
-    write_tiles,
 )
 from geoalign.errors import GeoAlignError, NoDataFoundError
 from geoalign.labels import LabelLayer, label_datasets
 from geoalign.planning import CubePlan, ModalityRequest, OnError, plan_cube
+from geoalign.tile_writer import write_tiles
 
 
 def build_cube(

@@ -1,10 +1,11 @@
 """Write cubes to Zarr safely and resumably, and open them again.
 
 A cube is a Zarr store holding an :class:`xarray.DataTree`: one group per modality, one group per
-label layer. Writing is done tile by tile (a tile is a square of storage chunks); after each batch
-of tiles the finished tiles are recorded in a progress file beside the store, so an interrupted
-build resumes where it stopped. The root attribute ``geoalign_complete`` is set only after the last
-tile is written and the metadata consolidated: :func:`open_cube` refuses a store without it.
+label layer. Writing is done tile by tile (a tile is a square of storage chunks, see
+:mod:`geoalign.tile_writer`); finished tiles are recorded in a progress file beside the store, so
+an interrupted build resumes where it stopped. The root attribute ``geoalign_complete`` is set
+only after the last tile is written and the metadata consolidated: :func:`open_cube` refuses a
+store without it.
 
 Chunks: all bands of a modality in one chunk, 256 px (10 m and coarser) or 512 px (finer), no
 compression by default. Measured here for random multi-modal windows (DESIGN.md): 165 samples/s
@@ -18,13 +19,11 @@ import json
 import os
 import shutil
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import dask.array as da
-import dask.base
 import xarray as xr
 import zarr
 
@@ -89,7 +88,7 @@ def read_progress(path: Path) -> dict[str, Any]:
     return data
 
 
-def _write_progress(path: Path, progress: Mapping[str, Any]) -> None:
+def write_progress(path: Path, progress: Mapping[str, Any]) -> None:
     """Write the progress record atomically (write a temporary file, then rename it)."""
     file = _progress_path(path)
     tmp = file.with_suffix(".tmp")
@@ -139,7 +138,7 @@ def prepare_store(path: Path, *, fingerprint: str, overwrite: bool, resume: bool
                 "pass overwrite=True to replace it"
             )
     path.mkdir(parents=True, exist_ok=True)
-    _write_progress(path, {"done": [], "fingerprint": fingerprint})
+    write_progress(path, {"done": [], "fingerprint": fingerprint})
     return set()
 
 
@@ -198,81 +197,6 @@ def write_group_metadata(
         encoding=_encoding(ds, chunk, compression),
         zarr_format=3,
     )
-
-
-def write_tiles(
-    path: Path,
-    datasets: Mapping[str, xr.Dataset],
-    tiles: list[Tile],
-    done: set[str],
-    *,
-    fingerprint: str,
-    batch: int = 4,
-    on_tile: Callable[[Tile], None] | None = None,
-) -> dict[str, int]:
-    """Compute and write the ``tiles`` not yet ``done``, a batch at a time, recording progress.
-
-    Progress is recorded after each batch of ``batch`` tiles (at least twice per call when
-    there are two tiles or more). Tiles of one batch are computed in parallel by the active
-    dask scheduler (threads by default, or a ``dask.distributed`` client if one is active).
-    The arrays must exist already (see :func:`write_group_metadata`); the stored (raw) values
-    are written as they are.
-
-    Returns:
-        The number of True pixels of each group's ``valid`` variable in the tiles written by
-        this call (counted from the computed blocks, so the store is not read back).
-    """
-    # Open each spatial array once and write dask blocks into it directly (dask.array.store):
-    # an xarray region write per tile re-opened the store and re-checked every variable, about
-    # 35 ms of serial time per tile here (0.4 s of the benchmark's 4.6 s single-threaded build).
-    targets: dict[str, dict[str, Any]] = {}
-    for name, ds in datasets.items():
-        group = zarr.open_group(str(path), mode="r+", path=name)
-        targets[name] = {
-            str(var): group[str(var)]
-            for var, array in ds.data_vars.items()
-            if {"y", "x"} <= set(array.dims)
-        }
-    counts: dict[str, int] = {name: 0 for name, ds in datasets.items() if "valid" in ds}
-    todo = [tile for tile in tiles if tile.key not in done]
-    # 4 tiles per batch on 2 threads: at the end of each batch (progress is recorded between
-    # batches) one core waits for the slowest tile; the benchmark build took 2.8-3.4 s with
-    # batches of 4 against 3.5-4.2 s with 2. Memory stays bounded by the batch, not the area.
-    # Small builds still record progress at least twice, so an interrupt keeps finished work.
-    batch = max(1, min(batch, (len(todo) + 1) // 2))
-    for start in range(0, len(todo), batch):
-        current = todo[start : start + batch]
-        sources: list[da.Array] = []
-        destinations: list[Any] = []
-        regions: list[tuple[slice, ...]] = []
-        sums: list[da.Array] = []
-        sum_groups: list[str] = []
-        for tile in current:
-            ds = datasets[tile.group]
-            for var, target in targets[tile.group].items():
-                array = ds[var]
-                region = tuple(
-                    {"y": tile.y, "x": tile.x}.get(str(dim), slice(None)) for dim in array.dims
-                )
-                block = da.asarray(array.data)[region]
-                sources.append(block)
-                destinations.append(target)
-                regions.append(region)
-                if var == "valid":
-                    sums.append(block.sum(dtype="int64"))
-                    sum_groups.append(tile.group)
-        writes = da.store(
-            sources, destinations, regions=regions, lock=False, compute=False, return_stored=False
-        )
-        _, totals = dask.base.compute(writes, sums)
-        for group_name, total in zip(sum_groups, totals, strict=True):
-            counts[group_name] += int(total)
-        done.update(tile.key for tile in current)
-        _write_progress(path, {"done": sorted(done), "fingerprint": fingerprint})
-        if on_tile is not None:
-            for tile in current:
-                on_tile(tile)
-    return counts
 
 
 def finalize_store(path: Path, attrs: Mapping[str, Any]) -> None:

@@ -42,6 +42,7 @@ from geoalign.modality import (
     group_by_solar_day,
     lazy_modality,
 )
+from geoalign.raster_pool import POOL
 
 if TYPE_CHECKING:
     from geoalign.sensors import BandSource, SarUnit, Sensor
@@ -167,15 +168,25 @@ def _check_assets(
         if "://" not in href and not href.startswith("/vsi") and not os.path.exists(href):
             return "file does not exist"
         try:
-            with rasterio.open(href) as src:
-                if src.crs is None:
-                    return "it has no CRS: fix the file (gdal_edit.py -a_srs) or its georeferencing"
-                return None
+            src = rasterio.open(href)
         except Exception as error:  # any GDAL failure means the asset is unusable
             return f"GDAL cannot open it: {error}"
+        if src.crs is None:
+            src.close()
+            return "it has no CRS: fix the file (gdal_edit.py -a_srs) or its georeferencing"
+        POOL.keep(href, src)  # the build reads through this handle: no second open
+        return None
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        problems = {h: p for h, p in zip(hrefs, pool.map(probe, hrefs), strict=True) if p}
+    # Threads hide network latency; local files open in 1-2 ms, faster one after another than
+    # through a pool of threads competing for the GIL (0.12 s against 0.3 s CPU for the
+    # benchmark's 84 files).
+    remote = any("://" in href or href.startswith("/vsi") for href in hrefs)
+    if remote:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = list(pool.map(probe, hrefs))
+    else:
+        found = [probe(href) for href in hrefs]
+    problems = {h: p for h, p in zip(hrefs, found, strict=True) if p}
     if not problems:
         return list(item_sources), []
     bad = []

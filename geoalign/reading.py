@@ -13,8 +13,6 @@ baselines, providers) land in one array with one meaning.
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,7 +25,8 @@ from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from geoalign.errors import CorruptDataError, DataFileNotFoundError
+from geoalign.errors import CorruptDataError
+from geoalign.raster_pool import POOL, footprint
 from geoalign.sensors.model import Encoding
 
 
@@ -66,48 +65,12 @@ def storage_nodata(encoding: Encoding) -> float:
     return math.nan if np.dtype(encoding.dtype).kind == "f" else 0.0
 
 
-class _DatasetCache:
-    """A small per-thread LRU of open rasterio datasets (opening a file costs about 1 ms)."""
-
-    def __init__(self, size: int = 64) -> None:
-        self._size = size
-        self._local = threading.local()
-
-    def get(self, href: str) -> Any:
-        cache: OrderedDict[str, Any] = getattr(self._local, "cache", None) or OrderedDict()
-        self._local.cache = cache
-        if href in cache:
-            cache.move_to_end(href)
-            return cache[href]
-        try:
-            dataset = rasterio.open(href)
-        except rasterio.errors.RasterioIOError as error:
-            message = str(error)
-            if "No such file" in message or "does not exist" in message:
-                raise DataFileNotFoundError(
-                    f"asset {href} does not exist: check the item's href, or build with "
-                    "on_missing='skip' to record it and go on"
-                ) from error
-            raise CorruptDataError(
-                f"asset {href} cannot be opened by GDAL ({message}); build with "
-                "on_missing='skip' to record it and go on"
-            ) from error
-        cache[href] = dataset
-        while len(cache) > self._size:
-            _, old = cache.popitem(last=False)
-            old.close()
-        return dataset
-
-
-_DATASETS = _DatasetCache()
-
-
-def _integer_shift(src: Any, geobox: GeoBox) -> tuple[int, int] | None:
+def _integer_shift(src: Any, geobox: GeoBox, *, same_crs: bool) -> tuple[int, int] | None:
     """Return (row, col) of the window's top-left pixel in ``src`` when no resampling is needed.
 
     That is when both grids share CRS, pixel size and orientation, and differ by whole pixels.
     """
-    if src.crs is None or geobox.crs is None:
+    if not same_crs:
         return None
     dst: Affine = geobox.affine
     s: Affine = src.transform
@@ -119,31 +82,34 @@ def _integer_shift(src: Any, geobox: GeoBox) -> tuple[int, int] | None:
     row = (dst.f - s.f) / s.e
     if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
         return None
-    if not geobox.crs == src.crs:  # noqa: SIM201 - odc CRS compares with rasterio's CRS this way
-        return None
     return round(row), round(col)
 
 
 def overlaps(href: str, geobox: GeoBox) -> bool:
-    """Whether ``href`` may contribute a pixel to ``geobox`` (its bounds only; cheap)."""
-    src = _DATASETS.get(href)
-    if src.crs is None or geobox.crs is None:
+    """Whether ``href`` may contribute a pixel to ``geobox`` (its bounds only; cheap).
+
+    The file's bounds are transformed to the window's CRS once per file (see
+    :func:`geoalign.raster_pool.footprint`); each call then compares two boxes.
+    """
+    bounds = footprint(href, geobox.crs).bounds
+    if bounds is None:
         return True
-    left, bottom, right, top = src.bounds
-    if geobox.crs == src.crs:  # noqa: SIM201 - odc CRS compares with rasterio's CRS this way
-        box = geobox.extent.boundingbox
-    else:
-        try:
-            box = geobox.extent.to_crs(src.crs).boundingbox
-        except Exception:  # outside the source CRS's domain: let the warper decide
-            return True
-    pad_x, pad_y = abs(src.transform.a), abs(src.transform.e)
-    return not (
-        box.left >= right + pad_x
-        or box.right <= left - pad_x
-        or box.bottom >= top + pad_y
-        or box.top <= bottom - pad_y
-    )
+    left, bottom, right, top = bounds
+    box = geobox.boundingbox
+    return not (box.left >= right or box.right <= left or box.bottom >= top or box.top <= bottom)
+
+
+def same_type(value: float, dtype: np.dtype[Any]) -> Any:
+    """``value`` as a scalar of ``dtype`` when it is exactly representable, else as it is.
+
+    Comparing an integer array with a Python float casts every element to float64 first (NumPy
+    2 promotion); with a scalar of the array's own type the comparison runs on the raw values.
+    """
+    if dtype.kind in "iub" and float(value).is_integer():
+        info = np.iinfo(dtype) if dtype.kind != "b" else None
+        if info is None or info.min <= value <= info.max:
+            return dtype.type(value)
+    return value
 
 
 def _work_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
@@ -185,11 +151,27 @@ def read_file_window(
     Same arguments as :func:`read_file_bands`. Returns None when the file covers no pixel of an
     aligned window. Pixels outside ``rows``/``cols`` have no data from this file.
     """
-    src = _DATASETS.get(href)
-    idx = list(indexes)
+    same_crs = footprint(href, geobox.crs).same_crs
+    with POOL.use(href) as src:
+        return _read_window(
+            src, href, list(indexes), geobox, same_crs, src_nodata=src_nodata, resampling=resampling
+        )
+
+
+def _read_window(
+    src: Any,
+    href: str,
+    idx: list[int],
+    geobox: GeoBox,
+    same_crs: bool,
+    *,
+    src_nodata: float | None,
+    resampling: Resampling,
+) -> WindowRead | None:
+    """:func:`read_file_window` on an open dataset."""
     nodata = src_nodata if src_nodata is not None else src.nodata
     shape = (geobox.shape.y, geobox.shape.x)
-    shift = _integer_shift(src, geobox)
+    shift = _integer_shift(src, geobox, same_crs=same_crs)
     if shift is not None:
         # Same grid up to whole pixels: a plain windowed read of the covered part only,
         # bit-identical to the source. Masks are built over that part only, and not at all for
@@ -209,9 +191,9 @@ def read_file_window(
             valid = ~np.isnan(values)
         if nodata is not None and not math.isnan(nodata):
             if valid is None:
-                valid = values != nodata
+                valid = values != same_type(nodata, dtype)
             else:
-                valid &= values != nodata
+                valid &= values != same_type(nodata, dtype)
         return WindowRead(slice(r0 - row, r1 - row), slice(c0 - col, c1 - col), values, valid)
     values = np.full(
         (len(idx), *shape), np.nan, dtype=_work_dtype(np.dtype(src.dtypes[idx[0] - 1]))
@@ -260,7 +242,8 @@ def read_file_bands(
     shape = (len(indexes), geobox.shape.y, geobox.shape.x)
     read = read_file_window(href, indexes, geobox, src_nodata=src_nodata, resampling=resampling)
     if read is None:
-        dtype = np.dtype(_DATASETS.get(href).dtypes[indexes[0] - 1])
+        with POOL.use(href) as src:
+            dtype = np.dtype(src.dtypes[indexes[0] - 1])
         return np.zeros(shape, dtype=dtype), np.broadcast_to(np.asarray(False), shape)
     if read.values.shape == shape:
         valid = np.broadcast_to(np.asarray(True), shape) if read.valid is None else read.valid
