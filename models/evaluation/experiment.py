@@ -146,7 +146,13 @@ def _fast(config: EvaluationConfig, task: TaskData) -> tuple[EvaluationConfig, T
             "max_steps": 2,
         }
     )
-    trainer = {"max_epochs": 1, "max_steps": 2, "log_every_n_steps": 1}
+    # validation only in the sanity check (2 batches): the smoke test is about the pipeline
+    trainer = {
+        "max_epochs": 1,
+        "max_steps": 2,
+        "log_every_n_steps": 1,
+        "check_val_every_n_epoch": 1000,
+    }
     pretraining = config.pretraining.model_copy(
         update={
             "overrides": merge(config.pretraining.overrides, {"trainer": trainer}),

@@ -6,6 +6,7 @@ Every loader standardises each input channel with the training part's statistics
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -101,8 +102,29 @@ def load_tempcnn_task(folder: Path) -> TaskData:
     )
 
 
-def load_sits_task(folder: Path, test_fraction: float) -> TaskData:
-    """Sits ``samples_modis_ndvi``: NDVI series ``[N, 12, 1]``, split by longitude."""
+def spatial_blocks(
+    longitude: np.ndarray, latitude: np.ndarray, *, block: float, test_fraction: float, seed: int
+) -> np.ndarray:
+    """Test mask of a spatially blocked split.
+
+    Square blocks of ``block`` degrees are drawn (seeded) into the test set until it holds
+    ``test_fraction`` of the samples.
+    """
+    col = np.floor(longitude / block).astype(np.int64)
+    row = np.floor(latitude / block).astype(np.int64)
+    _, inverse, counts = np.unique(col * 100_003 + row, return_inverse=True, return_counts=True)
+    chosen = np.zeros(counts.size, dtype=bool)
+    total = 0
+    for index in np.random.default_rng(seed).permutation(counts.size):
+        if total >= test_fraction * longitude.size:
+            break
+        chosen[index] = True
+        total += counts[index]
+    return chosen[inverse]
+
+
+def load_sits_task(folder: Path, test_fraction: float, block: float, seed: int) -> TaskData:
+    """The sits ``samples_modis_ndvi`` NDVI series ``[N, 12, 1]``, spatially blocked split."""
     path = _require(folder / "samples_modis_ndvi.rda", "point task.path at the sits_modis folder")
     try:
         import rdata
@@ -111,7 +133,9 @@ def load_sits_task(folder: Path, test_fraction: float) -> TaskData:
             "reading .rda files needs the rdata package: pip install rdata"
         ) from None
     try:
-        frame = rdata.read_rda(str(path))["samples_modis_ndvi"]
+        with warnings.catch_warnings():  # rdata: "Missing constructor for R class tbl"
+            warnings.simplefilter("ignore", UserWarning)
+            frame = rdata.read_rda(str(path))["samples_modis_ndvi"]
     except Exception as error:  # rdata raises plain exceptions on malformed files
         raise CorruptDataError(f"cannot read {path}: {error}") from None
     names = sorted(str(v) for v in set(frame["label"]))
@@ -121,8 +145,10 @@ def load_sits_task(folder: Path, test_fraction: float) -> TaskData:
     ]  # [N, S, 1]
     labels = np.array([codes[str(v)] for v in frame["label"]], dtype=np.int64)
     longitude = np.asarray(frame["longitude"], dtype=np.float64)
-    cut = np.quantile(longitude, 1.0 - test_fraction)
-    test_rows = longitude > cut
+    latitude = np.asarray(frame["latitude"], dtype=np.float64)
+    test_rows = spatial_blocks(
+        longitude, latitude, block=block, test_fraction=test_fraction, seed=seed
+    )
     train, test = standardize({"ndvi": series[~test_rows]}, {"ndvi": series[test_rows]})
     return TaskData(
         "classification",
@@ -133,7 +159,7 @@ def load_sits_task(folder: Path, test_fraction: float) -> TaskData:
         tuple(names),
         {
             "source": str(path),
-            "split": f"test: longitude > {cut:.4f} (easternmost {test_fraction:g})",
+            "split": f"{block:g} degree blocks, seed {seed}, test share {test_fraction:g}",
         },
     )
 

@@ -77,10 +77,11 @@ class TempCnnSource(_Source):
 
 
 class SitsModisSource(_Source):
-    """sits MODIS NDVI samples (Mato Grosso): 12-date series, 4 classes, spatial split.
+    """sits MODIS NDVI samples (Mato Grosso): 12-date series, 4 classes, spatial blocks.
 
-    Modality ``ndvi`` ``[N, 12, 1]``. Samples east of the ``test_fraction`` quantile of
-    longitude form the test set (spatially separate from the training samples).
+    Modality ``ndvi`` ``[N, 12, 1]``. Square blocks of ``block_degrees`` are drawn (seeded)
+    into the test set until it holds ``test_fraction`` of the samples: test samples never
+    share a block with training ones.
     """
 
     # Selects this source.
@@ -89,12 +90,17 @@ class SitsModisSource(_Source):
     path: Path | None = None
     # Share of the samples (the easternmost) in the test set.
     test_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
+    # Edge of the square blocks, in degrees of longitude and latitude.
+    block_degrees: float = Field(default=0.5, gt=0.0)
+    # Seed of the block draw.
+    split_seed: int = 0
 
     def load(self) -> TaskData:
-        """Read the R data file and split it by longitude."""
+        """Read the R data file and split it into spatial blocks."""
         from geoalign.models.evaluation.loaders import load_sits_task
 
-        return load_sits_task(self.path or shared_data("sits_modis"), self.test_fraction)
+        folder = self.path or shared_data("sits_modis")
+        return load_sits_task(folder, self.test_fraction, self.block_degrees, self.split_seed)
 
 
 class EnmapSource(_Source):
