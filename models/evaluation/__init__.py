@@ -28,6 +28,7 @@ from geoalign.models.evaluation.experiment import (
     task_fingerprint,
 )
 from geoalign.models.evaluation.features import (
+    FrozenFeatures,
     extract_feature_maps,
     extract_features,
     feature_maps,
@@ -59,6 +60,7 @@ __all__ = [
     "FinetuneSettings",
     "Finetuner",
     "ForestSettings",
+    "FrozenFeatures",
     "KnnSettings",
     "LabelRegime",
     "LinearProbe",

@@ -391,6 +391,20 @@ def _run(
     return EvaluationResult(folder, cells, tables, files, computed)
 
 
+def relevant_settings(settings: ProtocolSettings, protocol: Protocol) -> dict[str, Any]:
+    """The settings a protocol's result depends on.
+
+    Only these enter a cell's fingerprint: a changed finetune schedule keeps probe cells.
+    """
+    own = {
+        "linear_probe": ["fusion", "probe"],
+        "knn": ["fusion", "knn"],
+        "finetune": ["fusion", "finetune", "max_steps"],
+        "random_forest": ["forest"],
+    }[protocol]
+    return settings.model_dump(mode="json", include=set(own))
+
+
 def _cell_path(
     folder: Path,
     row: Row,
@@ -407,7 +421,7 @@ def _cell_path(
         "regime": regime.model_dump(),
         "seed": seed,
         "column": column,
-        "settings": settings.model_dump(mode="json"),
+        "settings": relevant_settings(settings, row.protocol),
     }
     if row.variant is not None:
         what["encoders"] = encoders.key(row.variant, seed)

@@ -39,6 +39,9 @@ class FinetuneSettings(BaseModel):
 
     # Epochs over the labelled training samples.
     epochs: int = Field(default=20, gt=0)
+    # At least this many optimizer steps: runs with few labels (k per class) get more epochs,
+    # instead of a handful of steps (0: epochs only).
+    min_steps: int = Field(default=0, ge=0)
     # Samples per batch.
     batch_size: int = Field(default=64, gt=0)
     # Learning rate of the head (or decoder).
@@ -199,10 +202,12 @@ class Finetuner(L.LightningModule):
             collate_fn=_first,
             generator=torch.Generator().manual_seed(seed),
         )
+        steps_per_epoch = len(data) // batch if len(data) > batch else 1
+        epochs = max(self.settings.epochs, -(-self.settings.min_steps // steps_per_epoch))
         trainer = L.Trainer(
             accelerator="cpu",
             devices=1,
-            max_epochs=self.settings.epochs,
+            max_epochs=epochs,
             max_steps=max_steps,
             logger=False,
             enable_checkpointing=False,

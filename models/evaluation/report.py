@@ -229,7 +229,11 @@ def write_reports(
 
 
 def _results_csv(path: Path, cells: Sequence[CellResult]) -> Path:
-    metrics = sorted({k for c in cells for k in c.metrics})
+    # overall metrics first, then per-class ones in class order (f1/2 before f1/10)
+    metrics = sorted(
+        {k for c in cells for k in c.metrics},
+        key=lambda k: (k.count("/"), k.split("/")[0], int(k.split("/")[1]) if "/" in k else 0),
+    )
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
