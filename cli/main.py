@@ -60,8 +60,15 @@ def _root(
 
 def _register_commands() -> None:
     """Attach the sub-commands; each module imports its heavy dependencies lazily."""
-    from geoalign.cli import data_commands, embed_commands, evaluate_commands, train_commands
+    from geoalign.cli import (
+        data_commands,
+        demo_commands,
+        embed_commands,
+        evaluate_commands,
+        train_commands,
+    )
 
+    demo_commands.register(app)
     data_commands.register(app)
     train_commands.register(app)
     evaluate_commands.register(app)
