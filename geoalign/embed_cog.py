@@ -12,9 +12,10 @@
 Windows go to an uncompressed tiled GeoTIFF beside the output (``emb.tif.partial.tif``);
 :meth:`EmbeddingRasterWriter.commit` closes it (GDAL flushes its block cache, so memory stays
 bounded by the windows written since the last commit) and records the finished windows in
-``emb.tif.progress.json``. :meth:`~EmbeddingRasterWriter.finish` copies the partial file with
-GDAL's COG driver (internal tiles, overviews, compression) to a temporary name and renames it:
-a file at the output path is always complete.
+``emb.tif.progress.json``. :meth:`~EmbeddingRasterWriter.finish` builds the overviews and
+copies the partial file in the COG layout (internal tiles, overviews, band interleaving,
+compression) to a temporary name, then renames it: a file at the output path is always
+complete.
 
 Encodings (one band per embedding dimension, descriptions ``emb_000``...):
 
@@ -42,6 +43,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from odc.geo.geobox import GeoBox
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from geoalign.errors import (
@@ -72,6 +74,16 @@ def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def overview_factors(height: int, width: int, blocksize: int) -> list[int]:
+    """Overview levels 2, 4, 8... until the image fits in one tile (as GDAL's COG driver)."""
+    factors = []
+    factor = 2
+    while max(height, width) / (factor // 2) > blocksize:
+        factors.append(factor)
+        factor *= 2
+    return factors
 
 
 def band_names(count: int, prefix: str = "emb") -> tuple[str, ...]:
@@ -247,7 +259,7 @@ class EmbeddingRasterWriter:
             "tiled": True,
             "blockxsize": layout.blocksize,
             "blockysize": layout.blocksize,
-            "interleave": "pixel",
+            "interleave": "band",
             "BIGTIFF": "IF_SAFER",
         }
         descriptions = layout.descriptions or band_names(layout.band_count)
@@ -293,26 +305,42 @@ class EmbeddingRasterWriter:
         self._dataset = rasterio.open(self.partial, "r+")
 
     def finish(self, *, resampling: str = "average") -> Path:
-        """Write the COG (overviews with ``resampling``) and rename it to the output path."""
+        """Write the COG (overviews with ``resampling``) and rename it to the output path.
+
+        The overviews are built inside the partial file, which GDAL's GeoTIFF driver then
+        copies with ``COPY_SRC_OVERVIEWS`` (the COG layout: overviews after the IFDs, tiles in
+        order), band-interleaved: a GIS showing three bands reads three of them, not all. GDAL
+        3.10's COG driver writes pixel-interleaved tiles only (hundreds of bands per tile) and
+        took 248 s against 11 s here for 600 x 600 px of 256 bands.
+        """
         self.commit()
         self._dataset.close()
         layout = self.layout
         options: dict[str, Any] = {
-            "blocksize": layout.blocksize,
-            "overview_resampling": resampling,
-            "compress": layout.compress.upper(),
+            "COPY_SRC_OVERVIEWS": "YES",
+            "TILED": "YES",
+            "BLOCKXSIZE": layout.blocksize,
+            "BLOCKYSIZE": layout.blocksize,
+            "INTERLEAVE": "BAND",
+            "COMPRESS": layout.compress.upper(),
             "BIGTIFF": "IF_SAFER",
             "NUM_THREADS": "ALL_CPUS",
         }
-        if layout.compress in ("zstd", "deflate"):
-            options["level"] = 1
+        if layout.compress == "zstd":
+            options["ZSTD_LEVEL"] = 1
+        if layout.compress == "deflate":
+            options["ZLEVEL"] = 1
         if layout.compress != "none":
-            options["predictor"] = 2 if layout.dtype == "int8" else 3
+            options["PREDICTOR"] = 2 if layout.dtype == "int8" else 3
         if layout.dtype == "float16":
-            options["nbits"] = 16
+            options["NBITS"] = 16
         tmp = self.path.with_name(self.path.name + ".tmp.tif")
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
-            rasterio.shutil.copy(self.partial, tmp, driver="COG", **options)
+            with rasterio.open(self.partial, "r+") as partial:
+                factors = overview_factors(partial.height, partial.width, layout.blocksize)
+                if factors:
+                    partial.build_overviews(factors, Resampling[resampling])
+            rasterio.shutil.copy(self.partial, tmp, driver="GTiff", **options)
         os.replace(tmp, self.path)
         self.partial.unlink()
         self.progress.unlink()
@@ -414,11 +442,13 @@ def read_embeddings(
     """
     with _open(path) as src:
         shape = None if out_shape is None else (src.count, *out_shape)
-        raw = src.read(window=window, out_shape=shape, masked=True)
+        raw = src.read(window=window, out_shape=shape)  # masked=True reads a mask per band
         scales = np.asarray(src.scales, dtype=np.float32)[:, None, None]
         offsets = np.asarray(src.offsets, dtype=np.float32)[:, None, None]
-    values: np.ndarray = raw.data.astype(np.float32) * scales + offsets
-    values[np.ma.getmaskarray(raw)] = np.nan
+        nodata = src.nodata
+    values: np.ndarray = raw.astype(np.float32) * scales + offsets
+    if nodata is not None and not math.isnan(nodata):
+        values[raw == nodata] = np.nan
     return values
 
 

@@ -11,6 +11,7 @@ quicklook from the overviews (at most :data:`QUICKLOOK_MAX_PIXELS` on a side).
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,8 +34,10 @@ from geoalign.errors import NoDataFoundError
 
 #: Longest edge of a quicklook in pixels.
 QUICKLOOK_MAX_PIXELS = 1024
+#: Values (pixels x bands) read for a quicklook: 64 MB of float32 (256 px for 256 bands).
+QUICKLOOK_VALUES = 16_000_000
 #: Pixels sampled to fit the PCA of a quicklook.
-PCA_SAMPLE = 50_000
+PCA_SAMPLE = 10_000
 #: Rows of the per-window raster read at a time when writing the table.
 TABLE_STRIP_ROWS = 64
 PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
@@ -100,37 +103,39 @@ def pca_quicklook(
 ) -> Path:
     """A PNG of the first three principal components of the embeddings as RGB.
 
-    Pixels without data are transparent. The PCA is fitted on at most :data:`PCA_SAMPLE`
-    pixels of the decimated raster (read from its overviews).
+    Pixels without data are transparent. The raster is read decimated (from its overviews) to
+    at most :data:`QUICKLOOK_MAX_PIXELS` on a side and :data:`QUICKLOOK_VALUES` values; the PCA
+    is fitted on at most :data:`PCA_SAMPLE` of its pixels.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from PIL import Image
 
     path = check_output(out, overwrite=overwrite)
     info = embedding_info(raster)
     height, width = info.geobox.shape.yx
-    factor = max(1.0, max(height, width) / QUICKLOOK_MAX_PIXELS)
+    # at most QUICKLOOK_VALUES values in memory, whatever the number of bands
+    longest = min(QUICKLOOK_MAX_PIXELS, int(math.sqrt(QUICKLOOK_VALUES / info.band_count)))
+    factor = max(1.0, max(height, width) / longest)
     shape = (max(1, round(height / factor)), max(1, round(width / factor)))
     values = read_embeddings(raster, out_shape=shape)  # [B, h, w]
     valid = ~np.isnan(values).any(axis=0)
     if not valid.any():
         raise NoDataFoundError(f"{raster} has no pixel with data: no quicklook to draw")
-    pixels = values[:, valid].T.astype(np.float64)  # [n, B]
+    pixels = values[:, valid].T  # [n, B] float32
     rng = np.random.default_rng(seed)
     sample = pixels[rng.choice(len(pixels), min(len(pixels), PCA_SAMPLE), replace=False)]
-    mean = sample.mean(axis=0)
-    _, _, components = np.linalg.svd(sample - mean, full_matrices=False)
-    basis = components[:3]
+    mean = sample.astype(np.float64).mean(axis=0)
+    centred = sample.astype(np.float64) - mean
+    # principal axes from the B x B covariance (an SVD of the n x B sample costs 30x more)
+    _, vectors = np.linalg.eigh(centred.T @ centred)
+    basis = vectors[:, ::-1][:, :3].T
     if basis.shape[0] < 3:  # one or two bands: repeat the last component
         basis = np.concatenate([basis, np.repeat(basis[-1:], 3 - basis.shape[0], axis=0)])
     projected = np.zeros((3, *valid.shape), dtype=np.float32)
-    projected[:, valid] = ((pixels - mean) @ basis.T).T
+    projected[:, valid] = ((pixels - mean.astype(np.float32)) @ basis.T.astype(np.float32)).T
     rgb = _stretch(projected, valid)
     rgba = np.concatenate([rgb, valid[np.newaxis].astype(np.float32)]).transpose(1, 2, 0)
     tmp = path.with_name(path.stem + ".tmp.png")
-    plt.imsave(tmp, rgba)
+    Image.fromarray(np.rint(rgba * 255).astype(np.uint8)).save(tmp, format="PNG")
     os.replace(tmp, path)
     return path
 

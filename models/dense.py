@@ -161,7 +161,7 @@ def map_geometry(encoder: ModalityEncoder, *, seed: int = 0) -> MapGeometry:
 def _measure(encoder: ModalityEncoder, seed: int) -> MapGeometry:
     channels = encoder.spec.channels
     generator = torch.Generator().manual_seed(seed)
-    size = 64
+    size = 128  # ResNet-18 small_input needs 117 px, AlexNet 18 px: one probe for both
     stride = _stride(encoder, channels, size)
     while True:
         probe = torch.randn(1, channels, size, size, generator=generator).requires_grad_(True)

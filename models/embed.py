@@ -104,8 +104,9 @@ class EmbedOptions:
     dates: Mapping[str, str] | None = None
     # Standardise bands with the cube's statistics (default: as in pretraining).
     normalize: bool | None = None
-    # Windows per forward pass.
-    batch_size: int = 4
+    # Windows per forward pass (1 on a CPU: large windows gain nothing from batching there, and
+    # memory grows with it; raise it on a GPU).
+    batch_size: int = 1
     # Per-window product: windows with a smaller valid fraction (any modality) get no data.
     min_valid: float = 0.5
     # Torch device ("cpu", "cuda"...).
@@ -155,6 +156,7 @@ class _Job:
     writers: dict[str, EmbeddingRasterWriter]
     keys: dict[str, str]  # stream -> product key (dense, dense_s1...)
     size: int  # window edge in output pixels (dense) or windows per tile edge (windows)
+    margin: int = 0  # context around the core of dense windows (output pixels)
 
 
 def _resolve_modalities(loaded: LoadedEncoders, cube: Path, options: EmbedOptions) -> list[str]:
@@ -226,15 +228,16 @@ def _write(
     values: Mapping[str, torch.Tensor],
     valid: Mapping[str, torch.Tensor],
 ) -> None:
+    """Write the cores ``[N, B, c, c]`` of ``tiles`` (cut to the raster at its edges)."""
     for stream, writer in writers.items():
         data = values[stream].numpy()
         mask = valid[stream].numpy()
         for index, tile in enumerate(tiles):
             if tile.key in writer.done:
                 continue
-            (top, left), (h, w) = tile.crop, tile.shape
-            core = data[index, :, top : top + h, left : left + w].copy()
-            core[:, ~mask[index, top : top + h, left : left + w]] = np.nan
+            h, w = tile.shape
+            core = data[index, :, :h, :w]
+            core[:, ~mask[index, :h, :w]] = np.nan
             writer.write(tile.key, tile.rows[0], tile.cols[0], core)
         writer.commit()
 
@@ -334,7 +337,7 @@ def embed_cube(
             folder, geobox, streams, bands, options, tags, fingerprint, overwrite
         )
         tiles = plan_tiles(geobox, core=core, margin=margin)
-        jobs.append(_Job("dense", geobox, tiles, writers, dict(streams), core + 2 * margin))
+        jobs.append(_Job("dense", geobox, tiles, writers, dict(streams), core + 2 * margin, margin))
     if options.product in ("windows", "both"):
         window = options.window or (
             loaded.config.data.window if isinstance(loaded.config.data, CubeDataConfig) else 32
@@ -367,7 +370,9 @@ def embed_cube(
                     for name, source in inputs.items()
                 }
                 if job.product == "dense":
-                    values, valid = dense_batch(encoders, batches, job.size, options.fusion, device)
+                    values, valid = dense_batch(
+                        encoders, batches, job.size, options.fusion, device, job.margin
+                    )
                 else:
                     values, fraction = window_batch(
                         encoders, batches, job.size, options.fusion, device

@@ -41,18 +41,35 @@ def read_batch(source: ModalityInput, bounds: Sequence[Sequence[float]]) -> Batc
     return x, valid, time_valid, dates
 
 
-def resample_map(values: Tensor, size: int) -> Tensor:
-    """``[N, D, h, h]`` to ``[N, D, size, size]``: bilinear up, block average down, or as is."""
+def resample_map(values: Tensor, size: int, margin: int = 0) -> Tensor:
+    """``[N, D, h, h]`` cells of a window of ``size`` output pixels -> its core, resampled.
+
+    Bilinear upsampling, block averaging, or as is, to ``size`` pixels, of which the centre
+    ``size - 2 * margin`` are returned. Only the cells the core needs are resampled (plus one
+    on each side for the bilinear kernel): the same values as resampling the whole window,
+    without its memory.
+    """
     cells = int(values.shape[-1])
+    core = size - 2 * margin
     if cells == size:
-        return values
+        return values[..., margin : size - margin, margin : size - margin]
     if size > cells:
         if size % cells:
             raise InvalidInputError(f"cannot upsample {cells} cells to {size} pixels evenly")
-        return F.interpolate(values, size=(size, size), mode="bilinear", align_corners=False)
+        ratio = size // cells
+        first = max(0, margin // ratio - 1)
+        last = min(cells, -(-(size - margin) // ratio) + 1)
+        part = values[..., first:last, first:last]
+        up = F.interpolate(part, scale_factor=ratio, mode="bilinear", align_corners=False)
+        offset = margin - first * ratio
+        return up[..., offset : offset + core, offset : offset + core]
     if cells % size:
         raise InvalidInputError(f"cannot average {cells} cells to {size} pixels evenly")
-    return F.avg_pool2d(values, cells // size)
+    factor = cells // size
+    part = values[
+        ..., margin * factor : (size - margin) * factor, margin * factor : (size - margin) * factor
+    ]
+    return F.avg_pool2d(part, factor)
 
 
 def resample_valid(valid: Tensor, size: int) -> Tensor:
@@ -94,13 +111,15 @@ def dense_batch(
     size: int,
     fusion: Fusion,
     device: torch.device,
+    margin: int = 0,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Dense unit embeddings on ``size x size`` output pixels of each window, per stream.
+    """Dense unit embeddings of the cores of windows of ``size x size`` output pixels.
 
     Returns:
-        Stream -> ``[N, B, size, size]`` float32 (CPU), and stream -> validity
-        ``[N, size, size]`` bool.
+        Stream -> ``[N, B, c, c]`` float32 (CPU) with ``c = size - 2 * margin``, and stream ->
+        validity ``[N, c, c]`` bool.
     """
+    core = slice(margin, size - margin)
     maps: dict[str, Tensor] = {}
     valid: dict[str, Tensor] = {}
     for name, (x, mask, time_valid, dates) in batches.items():
@@ -111,8 +130,8 @@ def dense_batch(
             None if time_valid is None else time_valid.to(device),
             None if dates is None else dates.to(device),
         )
-        maps[name] = F.normalize(resample_map(out.float(), size), dim=1).cpu()
-        valid[name] = resample_valid(mask, size)
+        maps[name] = F.normalize(resample_map(out.float(), size, margin), dim=1).cpu()
+        valid[name] = resample_valid(mask, size)[:, core, core]
     return fuse(maps, fusion), fuse_valid(valid, fusion)
 
 

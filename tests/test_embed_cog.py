@@ -73,6 +73,7 @@ def test_float32_cog_is_valid_georeferenced_and_reads_back_exactly(
         assert src.descriptions == tuple(f"emb_{i:03d}" for i in range(8))
         assert src.overviews(1) == [2, 4, 8]  # down to one 128 px tile
         assert src.block_shapes[0] == (BLOCK, BLOCK)
+        assert src.interleaving.value == "BAND"  # a GIS reads 3 bands, not all of them
         assert math.isnan(src.nodata) and src.tags()["a"] == "b"
     back = read_embeddings(path)
     np.testing.assert_array_equal(np.isnan(back), np.isnan(field_values))
