@@ -61,17 +61,18 @@ def load_arrays(path: Any, modalities: Sequence[str]) -> dict[str, np.ndarray]:
     """
     try:
         with np.load(path) as content:
-            missing = [m for m in modalities if m not in content.files]
-            if missing:
-                raise InvalidInputError(
-                    f"{path} has no arrays {missing} (it has {sorted(content.files)}): name the "
-                    "config's modalities after the file's arrays"
-                )
-            arrays = {m: np.asarray(content[m], dtype=np.float32) for m in modalities}
+            names = list(content.files)
+            arrays = {m: np.asarray(content[m], dtype=np.float32) for m in modalities if m in names}
     except FileNotFoundError:
         raise DataFileNotFoundError(f"array file {path} not found (data.path)") from None
     except (OSError, ValueError) as error:
         raise CorruptDataError(f"cannot read {path} as .npz: {error}") from None
+    missing = [m for m in modalities if m not in arrays]
+    if missing:
+        raise InvalidInputError(
+            f"{path} has no arrays {missing} (it has {sorted(names)}): name the config's "
+            "modalities after the file's arrays"
+        )
     counts = {m: a.shape[0] for m, a in arrays.items()}
     if len(set(counts.values())) > 1:
         raise CorruptDataError(f"the arrays of {path} differ in rows: {counts}")
