@@ -1,6 +1,7 @@
 """The demo's embedding rasters: the pretrained encoders over the whole cube, and a similarity map.
 
-Writes ``embeddings/`` (:func:`geoalign.models.embed.embed_cube`: a dense 4 m COG with one
+Writes ``embeddings/`` (:func:`geoalign.models.embed.embed_cube`, over the central quarter of
+the area to keep the demo short: a dense 4 m COG with one
 band per embedding dimension, the mean of the five sensors' unit embeddings in the shared space,
 its STAC item and PCA-RGB quicklook) and ``embeddings/similarity.tif`` + ``.png``: cosine
 similarity of every pixel to the embedding at a query point, the forest pixel of the label
@@ -39,6 +40,14 @@ def query_point(label: Path, code: int = FOREST) -> tuple[float, float]:
     return float(x), float(y)
 
 
+def _central_box(label: Path) -> tuple[float, float, float, float]:
+    """The central half (in each direction) of the label raster's extent: what the demo embeds."""
+    with rasterio.open(label) as src:
+        left, bottom, right, top = src.bounds
+    dx, dy = (right - left) / 4, (top - bottom) / 4
+    return (left + dx, bottom + dy, right - dx, top - dy)
+
+
 def _similarity_png(raster: Path, point: tuple[float, float], path: Path) -> Path:
     import matplotlib
 
@@ -75,15 +84,16 @@ def embed_demo(
     def progress(done: int, total: int) -> None:
         report("embed", done, total + 1)
 
-    result = embed_cube(
-        checkpoint,
-        folder / "cube.zarr",
-        out,
-        EmbedOptions(product="dense", resolution=DENSE_RESOLUTION, fusion="mean"),
-        progress=progress,
-    )
-    dense = result.rasters["dense"]
     point = query_point(folder / "data" / "landcover.tif")
+    options = EmbedOptions(
+        product="dense",
+        resolution=DENSE_RESOLUTION,
+        fusion="mean",
+        aoi=_central_box(folder / "data" / "landcover.tif"),
+        aoi_crs="EPSG:32618",
+    )
+    result = embed_cube(checkpoint, folder / "cube.zarr", out, options, progress=progress)
+    dense = result.rasters["dense"]
     similarity = similarity_map(dense, point, out / "similarity.tif", aoi_crs="EPSG:32618")
     picture = _similarity_png(Path(similarity), point, out / "similarity.png")
     report("embed", 1, 1)

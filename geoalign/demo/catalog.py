@@ -111,8 +111,11 @@ def demo_items(
 
 
 def write_demo_catalog(items: list[pystac.Item], folder: Path) -> Path:
-    """Write the items as a static STAC catalog under ``folder``; return its ``catalog.json``."""
-    return write_catalog(items, folder / "catalog.json", format="static")
+    """Write the items as a static STAC catalog under ``folder``; return its ``catalog.json``.
+
+    An earlier demo catalog there is replaced (the item ids do not change between runs).
+    """
+    return write_catalog(items, folder / "catalog.json", format="static", overwrite=True)
 
 
 def demo_recipe(

@@ -15,8 +15,8 @@ from geoalign.errors import InvalidInputError, OutputExistsError
 MARKER = ".geoalign-demo"
 
 
-def prepare_folder(folder: Path, *, overwrite: bool) -> Path:
-    """Create ``folder`` for a new demo run (replacing an earlier demo when ``overwrite``).
+def check_folder(folder: Path, *, overwrite: bool) -> bool:
+    """Whether ``folder`` holds an earlier demo to replace; raise if it may not be used.
 
     Raises:
         OutputExistsError: The folder is not empty and ``overwrite`` is False.
@@ -36,6 +36,18 @@ def prepare_folder(folder: Path, *, overwrite: bool) -> Path:
                 f"{folder} is not a folder geoalign demo wrote (no {MARKER} file), so "
                 "--overwrite will not delete it: choose another --out"
             )
+        return True
+    return False
+
+
+def prepare_folder(folder: Path, *, overwrite: bool) -> Path:
+    """Create ``folder`` for a new demo run (replacing an earlier demo when ``overwrite``).
+
+    Raises:
+        OutputExistsError, InvalidInputError: See :func:`check_folder`.
+    """
+    folder = folder.expanduser()
+    if check_folder(folder, overwrite=overwrite):
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MARKER).write_text("running\n")
