@@ -46,3 +46,24 @@ def test_lidar_orthophoto_tutorial(
     assert "points: 10653" in out
     assert out.count("window 320 m: ortho (3, 320, 320), lidar (2, 16, 16)") == 4
     assert (tmp_path / "lidar_orthophoto" / "autzen_side_by_side.png").is_file()
+
+
+def test_pretrain_evaluate_then_embeddings_tutorials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GEOALIGN_TUTORIAL_OUT", str(tmp_path))
+    monkeypatch.setenv("GEOALIGN_TUTORIAL_AREA", "600")
+    monkeypatch.setenv("GEOALIGN_TUTORIAL_BATCHES", "2")
+    _run("pretrain_evaluate.py")
+    out = capsys.readouterr().out
+    table = [ln for ln in out.splitlines() if ln.startswith("| ")]
+    assert len(table) == 4 and all(ln.count("±") == 4 for ln in table[1:]), table
+    folder = tmp_path / "pretrain_evaluate"
+    for name in ("training_loss.png", "table.png", "confusion_forest_all.png"):
+        assert (folder / name).stat().st_size > 5_000
+    _run("embeddings_similarity.py")
+    out = capsys.readouterr().out
+    assert "dense: 64 bands" in out and "EPSG 32618" in out
+    assert "forest          mean similarity" in out
+    assert (folder / "embeddings" / "windows.parquet").is_file()
+    assert (folder / "embeddings" / "similarity_overview.png").is_file()
