@@ -77,7 +77,7 @@ def embed(
     date: Annotated[
         list[str] | None, typer.Option(help="NAME=YYYY-MM-DD for multi-date modalities.")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 4,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass (GPU: more).")] = 1,
     device: Annotated[str, typer.Option(help="Torch device (cpu, cuda).")] = "cpu",
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a finished export in OUT_DIR.")

@@ -107,7 +107,7 @@ def pca_quicklook(
     at most :data:`QUICKLOOK_MAX_PIXELS` on a side and :data:`QUICKLOOK_VALUES` values; the PCA
     is fitted on at most :data:`PCA_SAMPLE` of its pixels.
     """
-    from PIL import Image
+    from matplotlib.image import imsave  # no pyplot: seconds less to import
 
     path = check_output(out, overwrite=overwrite)
     info = embedding_info(raster)
@@ -135,7 +135,7 @@ def pca_quicklook(
     rgb = _stretch(projected, valid)
     rgba = np.concatenate([rgb, valid[np.newaxis].astype(np.float32)]).transpose(1, 2, 0)
     tmp = path.with_name(path.stem + ".tmp.png")
-    Image.fromarray(np.rint(rgba * 255).astype(np.uint8)).save(tmp, format="PNG")
+    imsave(tmp, rgba, format="png")
     os.replace(tmp, path)
     return path
 

@@ -153,6 +153,22 @@ def test_dense_raster_has_no_seams_and_equals_one_big_window(
     np.testing.assert_allclose(values, reference, atol=2e-5)
     norms = np.linalg.norm(values, axis=0)
     np.testing.assert_allclose(norms, 1.0, atol=1e-5)
+    # at 20 m (the AlexNet cells as they are) and 40 m (cells averaged) too
+    for resolution in (20.0, 40.0):
+        coarse = embed_cube(
+            checkpoint,
+            cube,
+            tmp_path / f"r{resolution:g}",
+            options(area, tile=8, product="dense", resolution=resolution),
+        )
+        got = read_embeddings(coarse.rasters["dense"])
+        factor = round(resolution / 10)
+        maps, _ = dense_batch(
+            loaded.encoders, batches, size // factor, "concat", torch.device("cpu")
+        )
+        skip = 40 // factor
+        expected = maps[""][0, :, skip : skip + height // factor, skip : skip + width // factor]
+        np.testing.assert_allclose(got, expected.numpy(), atol=2e-5)
     # without the margin the windows' borders show (the test above can fail)
     seams = embed_cube(
         checkpoint, cube, tmp_path / "seams", options(area, tile=16, margin=0, product="dense")
@@ -189,6 +205,29 @@ def test_window_vectors_equal_the_pretraining_task_and_parquet_rows(
     )
     x0, y1 = transform @ (3, 2)
     assert row.geometry.bounds == pytest.approx((x0, y1 - 80, x0 + 80, y1))
+
+
+def test_no_data_where_the_inputs_were_invalid(checkpoint: Path, cube: Path, tmp_path: Path):
+    import zarr
+
+    meta = read_group_meta(cube, "s1")
+    left, top = meta.left, meta.top
+    corner = (left, top - 640, left + 640, top)  # 64 x 64 px at the cube's top-left corner
+    result = embed_cube(checkpoint, cube, tmp_path / "corner", options(corner, tile=32))
+    root = zarr.open_group(str(cube), mode="r")
+    valid = np.asarray(root["s1"]["valid"][0, :64, :64], bool) & np.asarray(
+        root["s2"]["valid"][0, :64, :64], bool
+    )
+    assert 0 < valid.mean() < 1  # the reprojected chip leaves this corner partly empty
+    dense = read_embeddings(result.rasters["dense"])
+    np.testing.assert_array_equal(~np.isnan(dense).any(axis=0), valid)
+    assert np.isnan(dense).all(axis=0).sum() == (~valid).sum()
+    np.testing.assert_allclose(np.linalg.norm(dense[:, valid], axis=0), 1.0, atol=1e-5)
+    windows = read_embeddings(result.rasters["windows"])  # 8 x 8 windows of 8 px
+    fraction = valid.reshape(8, 8, 8, 8).mean(axis=(1, 3))
+    np.testing.assert_array_equal(~np.isnan(windows[0]), fraction >= 0.5)
+    table = gpd.read_parquet(result.tables["windows"])
+    assert len(table) == int((fraction >= 0.5).sum())
 
 
 def test_stac_item_and_quicklooks(export: Any, checkpoint: Path):
