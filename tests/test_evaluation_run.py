@@ -142,7 +142,8 @@ def test_matrix_tables_and_resume(tmp_path: Path, held_out: TaskData):
     assert [p.stat().st_mtime_ns for p in cells] == stamps
     assert again.tables["all"].markdown() == table.markdown()
 
-    # a smaller matrix with a new seed and regime computes only the cells it lacks
+    # a smaller matrix with a new seed and regime (and another finetuning schedule, which
+    # probe cells do not depend on) computes only the cells it lacks
     raw = raw_config(
         tmp_path,
         seeds=[0, 1],
@@ -151,6 +152,7 @@ def test_matrix_tables_and_resume(tmp_path: Path, held_out: TaskData):
     )
     raw["downstream"]["protocols"] = ["linear_probe"]
     raw["downstream"]["regimes"] = [{"kind": "all"}, {"kind": "per_class", "k": 5}]
+    raw["downstream"]["settings"]["finetune"]["epochs"] = 3  # keeps the probe's cells
     grown = run_evaluation(EvaluationConfig.from_dict(raw), task=held_out)
     assert len(grown.cells) == 8 and grown.computed == 6
     few = [c for c in grown.cells if c.regime == "5-per-class"]
