@@ -28,6 +28,36 @@ def _csv_only() -> list[LoggerName]:
     return ["csv"]
 
 
+def read_yaml_mapping(file: Path, what: str, keys: str) -> dict[str, Any]:
+    """The mapping in a YAML file.
+
+    Args:
+        file: The YAML file.
+        what: What it is, for messages ("pretraining config").
+        keys: Its expected top-level keys, for messages ("data:, modalities:, ...").
+
+    Raises:
+        DataFileNotFoundError: The file does not exist.
+        InvalidInputError: The YAML is malformed or not a mapping.
+    """
+    if not file.is_file():
+        raise DataFileNotFoundError(f"{what} {file} not found")
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as error:
+        raise InvalidInputError(f"{file} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise InvalidInputError(f"{file} must hold a mapping ({keys})")
+    return raw
+
+
+def problems(error: ValidationError) -> str:
+    """Every problem of a pydantic validation error, each with its location (``a.b: msg``)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in error.errors()
+    )
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -294,14 +324,7 @@ class PretrainConfig(_Strict):
             InvalidInputError: The YAML is malformed or a field is invalid (all problems listed).
         """
         file = Path(path)
-        if not file.is_file():
-            raise DataFileNotFoundError(f"pretraining config {file} not found")
-        try:
-            raw = yaml.safe_load(file.read_text())
-        except yaml.YAMLError as error:
-            raise InvalidInputError(f"{file} is not valid YAML: {error}") from None
-        if not isinstance(raw, dict):
-            raise InvalidInputError(f"{file} must hold a mapping (data:, modalities:, ...)")
+        raw = read_yaml_mapping(file, "pretraining config", "data:, modalities:, ...")
         return cls.from_dict(raw, base=file.parent)
 
     @classmethod
@@ -314,11 +337,7 @@ class PretrainConfig(_Strict):
         try:
             config = cls.model_validate(raw)
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}"
-                for e in error.errors()
-            )
-            raise InvalidInputError(f"invalid pretraining config: {problems}") from None
+            raise InvalidInputError(f"invalid pretraining config: {problems(error)}") from None
         return config.resolved(base) if base is not None else config
 
     def resolved(self, base: Path) -> PretrainConfig:

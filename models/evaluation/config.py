@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from geoalign.errors import DataFileNotFoundError, InvalidInputError
-from geoalign.models.config import PretrainConfig
+from geoalign.models.config import PretrainConfig, problems, read_yaml_mapping
 from geoalign.models.evaluation.protocols import ProtocolSettings
 from geoalign.models.evaluation.regimes import LabelRegime
 from geoalign.models.evaluation.sources import TaskSource
@@ -185,14 +185,7 @@ class EvaluationConfig(_Strict):
             InvalidInputError: Malformed YAML or invalid fields (every problem listed).
         """
         file = Path(path)
-        if not file.is_file():
-            raise DataFileNotFoundError(f"evaluation config {file} not found")
-        try:
-            raw = yaml.safe_load(file.read_text())
-        except yaml.YAMLError as error:
-            raise InvalidInputError(f"{file} is not valid YAML: {error}") from None
-        if not isinstance(raw, dict):
-            raise InvalidInputError(f"{file} must hold a mapping (name:, task:, variants:, ...)")
+        raw = read_yaml_mapping(file, "evaluation config", "name:, task:, variants:, ...")
         return cls.from_dict(raw, base=file.parent.resolve())
 
     @classmethod
@@ -208,11 +201,7 @@ class EvaluationConfig(_Strict):
         try:
             config = cls.model_validate(raw)
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}"
-                for e in error.errors()
-            )
-            raise InvalidInputError(f"invalid evaluation config: {problems}") from None
+            raise InvalidInputError(f"invalid evaluation config: {problems(error)}") from None
         config = config.resolved(base or Path.cwd())
         placeholder = {"kind": "arrays", "path": "task.npz"}
         for variant in config.variants:
