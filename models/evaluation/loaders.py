@@ -214,6 +214,54 @@ def load_enmap_task(folder: Path, include_validation: bool) -> TaskData:
     )
 
 
+def load_enmap_vegetation_task(
+    folder: Path, test_fraction: float, block: float, seed: int
+) -> TaskData:
+    """EnMAP Potsdam vegetation cover fraction (0-1) at 200 reference points: regression.
+
+    The spectrum of the 30 m pixel holding each point (from the tile that contains it); test
+    points are whole spatial blocks of ``block`` metres (see :func:`spatial_blocks`).
+    """
+    import geopandas
+    import rasterio
+
+    hint = "point task.path at the enmap_potsdam folder"
+    points = geopandas.read_file(_require(folder / "veg-cover-fraction_potsdam_point.gpkg", hint))
+    xs, ys = points.geometry.x.to_numpy(), points.geometry.y.to_numpy()
+    spectra = np.full((len(points), 0), np.nan, np.float32)
+    found = np.zeros(len(points), dtype=bool)
+    for tile in sorted((folder / "images").glob("*.tif")):
+        with rasterio.open(tile) as src:
+            if str(src.crs) != str(points.crs):
+                raise CorruptDataError(f"{tile} is in {src.crs}, the points in {points.crs}")
+            b = src.bounds
+            inside = (xs >= b.left) & (xs < b.right) & (ys > b.bottom) & (ys <= b.top) & ~found
+            if not inside.any():
+                continue
+            image = src.read().astype(np.float32)
+            if spectra.shape[1] == 0:
+                spectra = np.full((len(points), image.shape[0]), np.nan, np.float32)
+            rows, cols = rasterio.transform.rowcol(src.transform, xs[inside], ys[inside])
+            spectra[inside] = image[:, np.asarray(rows), np.asarray(cols)].T
+            found |= inside
+    if not found.all():
+        raise CorruptDataError(f"{(~found).sum()} vegetation points lie outside every tile")
+    good = ~(spectra == -32768).all(axis=0)
+    spectra = spectra[:, good]
+    target = points["vegetation_fraction"].to_numpy(np.float32)
+    test = spatial_blocks(xs, ys, block=block, test_fraction=test_fraction, seed=seed)
+    train, test_inputs = standardize({"enmap": spectra[~test]}, {"enmap": spectra[test]})
+    return TaskData(
+        "regression",
+        train,
+        target[~test],
+        test_inputs,
+        target[test],
+        ("vegetation fraction",),
+        {"source": str(folder), "split": f"{block:g} m blocks, seed {seed}"},
+    )
+
+
 def load_arrays_task(path: Path, kind: TaskKind, *, standardize_inputs: bool = True) -> TaskData:
     """A user's ``.npz`` task (see ArraysSource)."""
     _require(path, "task.path must name the .npz file")

@@ -203,12 +203,13 @@ def write_reports(
     for regime in regimes:
         table = ResultTable.from_cells(cells, rows, columns, regime=regime, metric=metric)
         tables[regime] = table
-        stem = folder / f"table_{regime}"
-        stem.with_suffix(".md").write_text(f"# {title}\n\n" + table.markdown())
-        stem.with_suffix(".csv").write_text(table.csv())
-        files += [stem.with_suffix(".md"), stem.with_suffix(".csv")]
+        # names built whole: with_suffix would cut "fraction-0.5" at its dot
+        markdown, table_csv = folder / f"table_{regime}.md", folder / f"table_{regime}.csv"
+        markdown.write_text(f"# {title}\n\n" + table.markdown())
+        table_csv.write_text(table.csv())
+        files += [markdown, table_csv]
         if table.values:
-            files.append(plot_table(table, stem.with_suffix(".png"), title))
+            files.append(plot_table(table, folder / f"table_{regime}.png", title))
     files.append(_results_csv(folder / "results.csv", cells))
     confusion: dict[tuple[str, str], Any] = {}
     for cell in cells:

@@ -124,6 +124,33 @@ class EnmapSource(_Source):
         return load_enmap_task(self.path or shared_data("enmap_potsdam"), self.include_validation)
 
 
+class EnmapVegetationSource(_Source):
+    """EnMAP Potsdam vegetation cover fraction at 200 reference points (regression, 0-1).
+
+    Modality ``enmap`` ``[N, B]``: the spectrum of the pixel holding each point. Square blocks
+    of ``block_m`` metres are drawn (seeded) into the test set until it holds
+    ``test_fraction`` of the points.
+    """
+
+    # Selects this source.
+    kind: Literal["enmap_vegetation"] = "enmap_vegetation"
+    # Folder with images/ and veg-cover-fraction_potsdam_point.gpkg.
+    path: Path | None = None
+    # Share of the points in the test set.
+    test_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
+    # Edge of the square blocks in metres (EPSG:32633).
+    block_m: float = Field(default=600.0, gt=0.0)
+    # Seed of the block draw.
+    split_seed: int = 0
+
+    def load(self) -> TaskData:
+        """Read the points and the spectra under them."""
+        from geoalign.models.evaluation.loaders import load_enmap_vegetation_task
+
+        folder = self.path or shared_data("enmap_potsdam")
+        return load_enmap_vegetation_task(folder, self.test_fraction, self.block_m, self.split_seed)
+
+
 class CubeSource(_Source):
     """Segmentation windows of an aligned cube: a southern strip is the test set.
 
@@ -182,6 +209,12 @@ class ArraysSource(_Source):
 
 
 TaskSource = Annotated[
-    HoustonSource | TempCnnSource | SitsModisSource | EnmapSource | CubeSource | ArraysSource,
+    HoustonSource
+    | TempCnnSource
+    | SitsModisSource
+    | EnmapSource
+    | EnmapVegetationSource
+    | CubeSource
+    | ArraysSource,
     Field(discriminator="kind"),
 ]
