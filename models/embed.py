@@ -155,6 +155,7 @@ class _Job:
     tiles: list[OutputTile]
     writers: dict[str, EmbeddingRasterWriter]
     keys: dict[str, str]  # stream -> product key (dense, dense_s1...)
+    finished: dict[str, Path]  # stream -> raster finished by an interrupted earlier call
     size: int  # window edge in output pixels (dense) or windows per tile edge (windows)
     margin: int = 0  # context around the core of dense windows (output pixels)
 
@@ -199,10 +200,16 @@ def _open_writers(
     tags: Mapping[str, str],
     fingerprint: str,
     overwrite: bool,
-) -> dict[str, EmbeddingRasterWriter]:
+) -> tuple[dict[str, EmbeddingRasterWriter], dict[str, Path]]:
+    """Writers of the streams' rasters, and the rasters an interrupted run already finished."""
     writers = {}
+    finished = {}
     for stream, key in streams.items():
         path = folder / f"{'embeddings' + key[5:] if key.startswith('dense') else key}.tif"
+        same = path.exists() and not overwrite
+        if same and embedding_info(path).tags.get("geoalign_fingerprint") == fingerprint:
+            finished[stream] = path  # done before an interruption: kept
+            continue
         layout = RasterLayout(
             geobox,
             bands,
@@ -213,7 +220,7 @@ def _open_writers(
         writers[stream] = EmbeddingRasterWriter(
             path, layout, fingerprint=fingerprint, overwrite=overwrite
         )
-    return writers
+    return writers, finished
 
 
 def _batches(tiles: Sequence[OutputTile], todo: set[str], size: int) -> Iterator[list[OutputTile]]:
@@ -333,11 +340,22 @@ def embed_cube(
         core = min(math.ceil(options.tile / step), math.ceil(longest / step)) * step
         streams = _streams(modalities, options.fusion, "dense")
         fingerprint = _fingerprint(loaded, store, options, "dense")
-        writers = _open_writers(
+        writers, finished = _open_writers(
             folder, geobox, streams, bands, options, tags, fingerprint, overwrite
         )
         tiles = plan_tiles(geobox, core=core, margin=margin)
-        jobs.append(_Job("dense", geobox, tiles, writers, dict(streams), core + 2 * margin, margin))
+        jobs.append(
+            _Job(
+                "dense",
+                geobox,
+                tiles,
+                writers,
+                dict(streams),
+                finished,
+                core + 2 * margin,
+                margin,
+            )
+        )
     if options.product in ("windows", "both"):
         window = options.window or (
             loaded.config.data.window if isinstance(loaded.config.data, CubeDataConfig) else 32
@@ -348,11 +366,11 @@ def embed_cube(
         k = min(WINDOWS_PER_TILE, max(geobox.shape.yx))
         streams = _streams(modalities, options.fusion, "windows")
         fingerprint = _fingerprint(loaded, store, options, "windows")
-        writers = _open_writers(
+        writers, finished = _open_writers(
             folder, geobox, streams, bands, options, tags, fingerprint, overwrite
         )
         tiles = plan_tiles(geobox, core=k, margin=0)
-        jobs.append(_Job("windows", geobox, tiles, writers, dict(streams), k))
+        jobs.append(_Job("windows", geobox, tiles, writers, dict(streams), finished, k))
     total = sum(len(job.tiles) for job in jobs)
     done_before = sum(
         sum(all(t.key in w.done for w in job.writers.values()) for t in job.tiles) for job in jobs
@@ -384,6 +402,7 @@ def embed_cube(
                     progress(done_before + computed, total)
         rasters: dict[str, Path] = {}
         for job in jobs:
+            rasters.update({job.keys[stream]: path for stream, path in job.finished.items()})
             for stream, writer in job.writers.items():
                 rasters[job.keys[stream]] = writer.finish()
     finally:

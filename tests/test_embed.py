@@ -307,6 +307,12 @@ def test_interrupted_export_resumes_without_redoing_windows(
         atol=1e-6,
     )
     assert not list(out.glob("*.partial.tif")) and not list(out.glob("*.progress.json"))
+    # interrupted after its rasters were finished (no item yet): they are kept, not redone
+    (out / "item.json").unlink()
+    before = result.rasters["dense"].stat().st_mtime_ns
+    again = embed_cube(checkpoint, cube, out, opts)
+    assert again.computed == 0 and again.skipped == 10 and (out / "item.json").is_file()
+    assert again.rasters["dense"].stat().st_mtime_ns == before
 
 
 def test_bad_inputs_are_refused_with_what_to_do(
