@@ -4,7 +4,6 @@ resume, fusion, every refused input, and the CLI as a user runs it."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from rio_cogeo.cogeo import cog_validate
-from support.data import REPO_ROOT
+from support.cubes import build_sen1floods11_cube
 
 from geoalign.datasets import open_cube_dataset
 from geoalign.datasets.cube_meta import read_group_meta
@@ -33,24 +32,13 @@ from geoalign.models.embed_compute import dense_batch, read_batch
 from geoalign.models.embed_inputs import open_inputs
 from geoalign.models.pretrain import ContrastivePretraining
 
-RECIPE = REPO_ROOT / "tutorials" / "recipes" / "sen1floods11.yaml"
 UTM = "EPSG:32630"
 
 
 @pytest.fixture(scope="module")
 def cube(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from geoalign.recipe import load_recipe
-    from geoalign.recipe_build import plan_recipe
-    from geoalign.sensors import reset_sensors
-
-    del shared_data
-    recipe, base = load_recipe(RECIPE)
-    try:
-        run = plan_recipe(recipe, base)
-        out = tmp_path_factory.mktemp("floods") / "cube.zarr"
-        return dataclasses.replace(run, output=out).write()
-    finally:
-        reset_sensors()
+    del shared_data  # the recipe reads the real chip from the shared data folder
+    return build_sen1floods11_cube(tmp_path_factory.mktemp("floods") / "cube.zarr")
 
 
 def save_checkpoint(
