@@ -17,9 +17,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from rio_cogeo.cogeo import cog_validate
-from support.cubes import build_sen1floods11_cube
+from support.cubes import build_sen1floods11_cube, build_series_cube
 
-from geoalign.datasets import open_cube_dataset
+from geoalign.datasets import TimeSelection, open_cube_dataset
 from geoalign.datasets.cube_meta import read_group_meta
 from geoalign.embed_cog import embedding_info, read_embeddings
 from geoalign.errors import DataFileNotFoundError, InvalidInputError, OutputExistsError
@@ -216,6 +216,56 @@ def test_no_data_where_the_inputs_were_invalid(checkpoint: Path, cube: Path, tmp
     np.testing.assert_array_equal(~np.isnan(windows[0]), fraction >= 0.5)
     table = gpd.read_parquet(result.tables["windows"])
     assert len(table) == int((fraction >= 0.5).sum())
+
+
+def test_time_series_encoder_pools_dates_per_pixel_and_per_window(
+    shared_data: Path, tmp_path: Path
+):
+    cube = build_series_cube(shared_data, tmp_path / "series.zarr")
+    torch.manual_seed(1)
+    config = PretrainConfig.from_dict(
+        {
+            "data": {"kind": "cube", "path": str(cube), "window": 4, "dates": {"s2": 2}},
+            "modalities": {
+                "s2": {
+                    "encoder": {"kind": "alexnet", "small_input": True},
+                    "temporal": {"d_model": 16, "heads": 2},
+                },
+                "s2_rgb": {"encoder": {"kind": "alexnet", "small_input": True}},
+            },
+            "embed_dim": 8,
+            "projection_hidden": 16,
+        }
+    )
+    specs = {"s2": ModalitySpec(2, series=True), "s2_rgb": ModalitySpec(3)}
+    task = ContrastivePretraining(config, specs).eval()
+    checkpoint = tmp_path / "series.ckpt"
+    torch.save(
+        {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}, checkpoint
+    )
+    left, _, _, top = read_group_meta(cube, "s2").bounds
+    area = (left + 800, top - 1440, left + 1440, top - 800)  # 64 x 64 px at 10 m
+    result = embed_cube(checkpoint, cube, tmp_path / "out", options(area, tile=32))
+    dense = read_embeddings(result.rasters["dense"])
+    assert dense.shape == (16, 64, 64) and not np.isnan(dense).any()
+    np.testing.assert_allclose(np.linalg.norm(dense, axis=0), 1.0, atol=1e-5)
+    windows = read_embeddings(result.rasters["windows"])  # windows of 4 x 20 m = 80 m
+    info = embedding_info(result.rasters["windows"])
+    dataset = open_cube_dataset(
+        cube,
+        ["s2", "s2_rgb"],
+        labels=[],
+        normalize=True,
+        time={"s2": TimeSelection("fixed", 2), "s2_rgb": "all"},
+    )
+    x0, y1 = info.geobox.transform @ (2, 3)
+    sample = dataset[x0 : x0 + 80, y1 - 80 : y1]
+    batch = {k: v[None] for k, v in sample.items() if k.startswith("s2")}
+    assert batch["s2"].shape == (1, 2, 2, 4, 4)
+    with torch.no_grad():
+        z = task.embed(batch)
+    expected = torch.cat([z["s2"], z["s2_rgb"]], dim=1)[0] / np.sqrt(2)
+    np.testing.assert_allclose(windows[:, 3, 2], expected.numpy(), atol=2e-5)
 
 
 def test_stac_item_and_quicklooks(export: Any, checkpoint: Path):
