@@ -47,7 +47,9 @@ def _area(bbox: str | None, point: str | None, aoi: str | None) -> Any:
 
 def embed(
     checkpoint: Annotated[Path, typer.Argument(help="Pretraining checkpoint (.ckpt).")],
-    cube: Annotated[Path, typer.Argument(help="A finished cube (Zarr) with its modalities.")],
+    cube: Annotated[
+        Path, typer.Argument(help="A finished cube (Zarr), or a recipe (.yaml) to build it.")
+    ],
     out_dir: Annotated[Path, typer.Argument(help="Export folder (COGs, GeoParquet, STAC item).")],
     modality: Annotated[
         list[str] | None, typer.Option("--modality", "-m", help="Encoder to run (repeat).")

@@ -272,6 +272,26 @@ def _dense_plan(
     return resolution, margin, step, align
 
 
+def cube_from(source: str | os.PathLike[str]) -> Path:
+    """A finished cube: ``source`` itself, or the cube a recipe (``.yaml``) builds.
+
+    A recipe's cube is built (or an interrupted build resumed) when it is not finished yet, and
+    reused when it is.
+    """
+    path = Path(source)
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return path
+    from geoalign.cube_store import is_complete
+    from geoalign.recipe import load_recipe
+    from geoalign.recipe_build import plan_recipe, recipe_output
+
+    recipe, base = load_recipe(path)
+    output = recipe_output(recipe, base)
+    if is_complete(output):
+        return output
+    return plan_recipe(recipe, base).write()
+
+
 def embed_cube(
     checkpoint: str | os.PathLike[str],
     cube: str | os.PathLike[str],
@@ -285,7 +305,8 @@ def embed_cube(
 
     Args:
         checkpoint: A geoalign pretraining checkpoint (loaded with ``weights_only=True``).
-        cube: A finished cube with the checkpoint's modalities.
+        cube: A finished cube with the checkpoint's modalities, or a recipe (``.yaml``) whose
+            cube is built first when it does not exist yet (see :func:`cube_from`).
         out_dir: Export folder (created); see the module docstring for its files.
         options: What to export (:class:`EmbedOptions`).
         overwrite: Replace a finished export in ``out_dir``.
@@ -299,7 +320,7 @@ def embed_cube(
     options = options or EmbedOptions()
     folder = check_export_dir(out_dir, overwrite=overwrite)
     item_path = folder / EXPORT_ITEM
-    store = check_complete(cube)
+    store = check_complete(cube_from(cube))
     loaded = load_encoders(checkpoint, options.modalities)
     modalities = _resolve_modalities(loaded, store, options)
     encoders = {name: loaded.encoders[name] for name in modalities}

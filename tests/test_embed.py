@@ -381,6 +381,32 @@ def test_bad_inputs_are_refused_with_what_to_do(
     assert not (tmp_path / "e").exists() or not any((tmp_path / "e").iterdir())
 
 
+def test_a_recipe_in_place_of_the_cube_is_built_first(
+    checkpoint: Path, area: Any, shared_data: Path, tmp_path: Path
+):
+    import yaml
+    from support.cubes import SEN1FLOODS11_RECIPE
+
+    raw = yaml.safe_load(SEN1FLOODS11_RECIPE.read_text())
+    folder = SEN1FLOODS11_RECIPE.parent
+    raw["sensors_file"] = str(folder / raw["sensors_file"])
+    for modality in raw["modalities"].values():
+        modality["files"] = [str((folder / f).resolve()) for f in modality["files"]]
+    for label in raw["labels"]:
+        label["source"] = str((folder / label["source"]).resolve())
+    raw["output"] = str(tmp_path / "built.zarr")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    result = embed_cube(checkpoint, recipe, tmp_path / "out", options(area, product="windows"))
+    assert (tmp_path / "built.zarr").is_dir() and result.rasters["windows"].is_file()
+    again = embed_cube(
+        checkpoint, recipe, tmp_path / "out2", options(area, product="windows")
+    )  # the finished cube is reused
+    np.testing.assert_array_equal(
+        read_embeddings(again.rasters["windows"]), read_embeddings(result.rasters["windows"])
+    )
+
+
 class _Payload:
     """An object whose unpickling would run code (creates ``marker``)."""
 
