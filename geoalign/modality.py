@@ -25,15 +25,8 @@ from odc.geo.xr import xr_coords
 from rasterio.enums import Resampling
 
 from geoalign.errors import InvalidInputError, NoDataFoundError
-from geoalign.reading import (
-    BandSourceLike,
-    encode,
-    overlaps,
-    read_file_bands,
-    read_file_window,
-    same_type,
-    storage_nodata,
-)
+from geoalign.mosaic import mosaic, mosaic_filled
+from geoalign.reading import BandSourceLike, same_type, storage_nodata
 from geoalign.sensors.model import Encoding, MaskSpec
 
 TimeMode = Literal["series", "median", "least_cloudy"]
@@ -152,118 +145,6 @@ def group_by_solar_day(
     )
 
 
-@dataclass(frozen=True)
-class _BandPart:
-    """One band of one item on the part of a block that its file covers, in storage encoding.
-
-    Attributes:
-        band: Position of the band in the modality.
-        rows: Rows of the block covered.
-        cols: Columns of the block covered.
-        values: Storage-encoded values, ``(len(rows), len(cols))``; meaningful where ``valid``.
-        valid: None when every pixel has data (and the mask band says clear), else a boolean
-            array of the same shape.
-    """
-
-    band: int
-    rows: slice
-    cols: slice
-    values: np.ndarray
-    valid: np.ndarray | None
-
-
-def _read_item(item: ItemSources, geobox: GeoBox, plan: ModalityPlan) -> list[_BandPart] | None:
-    """Read one item's bands onto ``geobox`` in storage encoding, and where they are valid.
-
-    Only the part of the block that each file covers is read and encoded, and no masks are built
-    for files without no-data (see :func:`geoalign.reading.read_file_window` for the numbers).
-
-    Returns:
-        One part per band that has pixels in the block, valid where the band has data and the
-        mask band (if any) says clear; None when the item misses the block.
-    """
-    hrefs = {s.href for s in item.bands}
-    if not any(overlaps(href, geobox) for href in hrefs):
-        return None  # the item misses this block: nothing to read
-    clear: np.ndarray | None = None
-    if item.mask is not None and plan.mask is not None:
-        mask_values, mask_valid = read_file_bands(
-            item.mask.href,
-            [item.mask.index],
-            geobox,
-            src_nodata=None,
-            resampling=Resampling.nearest,
-        )
-        raw_mask = np.where(mask_valid[0], mask_values[0], 0).astype(np.int64)
-        clear = mask_valid[0] & ~plan.mask.is_invalid(raw_mask)
-    by_file: dict[str, list[int]] = defaultdict(list)
-    for position, source in enumerate(item.bands):
-        by_file[source.href].append(position)
-    parts: list[_BandPart] = []
-    for href, positions in by_file.items():
-        sources = [item.bands[p] for p in positions]
-        read = read_file_window(
-            href,
-            [s.index for s in sources],
-            geobox,
-            src_nodata=sources[0].nodata,
-            resampling=plan.resampling,
-        )
-        if read is None:
-            continue
-        valid = read.valid
-        if clear is not None:
-            window_clear = clear[read.rows, read.cols]
-            valid = window_clear[np.newaxis] if valid is None else valid & window_clear
-        for k, (position, source) in enumerate(zip(positions, sources, strict=True)):
-            # Invalid pixels are never copied out of a part (see _mosaic), so encode need not
-            # fill them, and it may reuse the freshly read array when the encodings are equal.
-            values = encode(read.values[k], None, source, plan.encoding, copy=False)
-            band_valid = None if valid is None else valid[k if valid.shape[0] > 1 else 0]
-            parts.append(_BandPart(position, read.rows, read.cols, values, band_valid))
-    return parts
-
-
-def _mosaic(
-    group: Sequence[ItemSources],
-    geobox: GeoBox,
-    plan: ModalityPlan,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mosaic the items of one time step: per band, the first valid pixel wins (least cloudy first).
-
-    Returns:
-        ``(data, filled)``, both ``(band, y, x)``; ``data`` holds the no-data value where not
-        ``filled``.
-    """
-    shape = (len(plan.band_names), geobox.shape.y, geobox.shape.x)
-    data = np.full(shape, storage_nodata(plan.encoding), plan.encoding.dtype)
-    filled = np.zeros(shape, dtype=bool)
-    touched = [False] * shape[0]  # whether a band has any filled pixel yet
-    for item in group:
-        parts = _read_item(item, geobox, plan)
-        if parts is None:
-            continue
-        for part in parts:
-            target = data[part.band, part.rows, part.cols]
-            done = filled[part.band, part.rows, part.cols]
-            if not touched[part.band]:
-                # Nothing of this band is filled yet: copy the valid pixels, no "taken" mask.
-                if part.valid is None:
-                    target[...] = part.values
-                    done[...] = True
-                else:
-                    np.copyto(target, part.values, where=part.valid)
-                    done[...] = part.valid
-                touched[part.band] = True
-                continue
-            take = ~done if part.valid is None else part.valid & ~done
-            np.copyto(target, part.values, where=take)
-            done |= take
-        if filled.all():
-            break
-    return data, filled
-
-
 def _block_geobox(plan: ModalityPlan, block_info: dict[Any, Any] | None) -> GeoBox:
     """The GeoBox of the dask block described by ``block_info``."""
     if block_info is None:
@@ -282,7 +163,7 @@ def _median(
     shape = (len(plan.band_names), geobox.shape.y, geobox.shape.x)
     stack = np.full((len(groups), *shape), np.nan, dtype=np.float64)
     for t, group in enumerate(groups):
-        values, valid = _mosaic(group, geobox, plan)
+        values, valid = mosaic_filled(group, geobox, plan)
         stack[t][valid] = values[valid]
     # Pixels with no valid date would make nanmedian warn; give them a dummy value and drop them
     # after (warnings.catch_warnings is not thread-safe, and blocks run in threads).
@@ -316,7 +197,7 @@ def load_block(
     items = [item for group in groups for item in group]
     if plan.time_mode == "least_cloudy":
         items.sort(key=lambda item: (item.cloud_cover, item.item_id))
-    data, _ = _mosaic(items, geobox, plan)
+    data = mosaic(items, geobox, plan)
     return data[np.newaxis]
 
 
