@@ -99,7 +99,7 @@ def read_item(item: ItemSources, geobox: GeoBox, plan: ModalityPlan) -> list[Ban
 
 
 def _overlap(a: slice, b: slice) -> bool:
-    return a.start < b.stop and b.start < a.stop
+    return bool(a.start < b.stop and b.start < a.stop)
 
 
 _Rectangle = tuple[slice, slice, np.ndarray | None]
