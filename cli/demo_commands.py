@@ -91,8 +91,9 @@ def demo(
 
 
 def _print_result(console: Any, result: Any) -> None:
-    from rich.markdown import Markdown
     from rich.table import Table
+
+    from geoalign.models.demo_table import SHORT_ROWS
 
     found = ", ".join(f"{name} {count}" for name, count in result.items.items())
     console.print(f"catalog search: items found per sensor: {found}")
@@ -103,11 +104,21 @@ def _print_result(console: Any, result: Any) -> None:
             f"{100 * r.get('top1', 0):.1f}% (chance {100 * r.get('chance_top1', 0):.1f}%), "
             f"top-5 {100 * r.get('top5', 0):.1f}% (chance {100 * r.get('chance_top5', 0):.1f}%)"
         )
-    console.print(Markdown(result.table))
+    console.print(result.evaluated)
+    rows = list(dict.fromkeys(row for row, _ in result.scores))
+    columns = list(dict.fromkeys(column for _, column in result.scores))
+    scores = Table(title="overall accuracy (%), one seed", title_justify="left")
+    scores.add_column("encoders / protocol")
+    for column in columns:
+        scores.add_column(column, justify="right")
+    for row in rows:
+        cells = [f"{result.scores[(row, column)]:.1f}" for column in columns]
+        scores.add_row(SHORT_ROWS.get(row, row), *cells)
+    console.print(scores)
     console.print(
-        "A few minutes of CPU pretraining on 3.7 km2 is a demonstration of the pipeline, not "
-        "of what pretraining can reach: compare the rows, then scale up the area, the epochs "
-        "and the recipe."
+        f"A few minutes of CPU pretraining on {result.area_km2:.2f} km2 is a demonstration of "
+        "the pipeline, not of what pretraining can reach: compare the rows, then scale up the "
+        "area, the epochs and the recipe (full table: evaluation/table.md)."
     )
     where = Table(title=f"where everything is ({result.folder})")
     where.add_column("what")

@@ -83,7 +83,9 @@ class DemoResult:
         folder: The output folder.
         paths: What -> where (catalog, recipe, cube, quicklooks, checkpoint, tables, COG...).
         items: Items found per modality by the catalog search.
-        table: The evaluation table (Markdown).
+        area_km2: The area of the demo, square kilometres.
+        evaluated: What the evaluation classified, on which windows (a sentence).
+        table: The evaluation table (Markdown, as in ``evaluation/table.md``).
         scores: ``(row, column)`` -> overall accuracy in percent.
         seconds: Wall time per step.
         retrieval: Cross-modal retrieval on the held-out strip after pretraining (``top1``,
@@ -93,6 +95,8 @@ class DemoResult:
     folder: Path
     paths: dict[str, Path] = field(default_factory=dict)
     items: dict[str, int] = field(default_factory=dict)
+    area_km2: float = 0.0
+    evaluated: str = ""
     table: str = ""
     scores: dict[tuple[str, str], float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -188,7 +192,7 @@ def run_demo(
     settings = settings or DemoSettings()
     report = on_progress or (lambda step, done, total: None)
     folder = prepare_folder(out, overwrite=overwrite)
-    result = DemoResult(folder)
+    result = DemoResult(folder, area_km2=settings.area_size**2 / 1e6)
     clock = time.perf_counter()
 
     def lap(step: str) -> None:
@@ -310,7 +314,7 @@ def _evaluate(
 ) -> None:
     from geoalign.models.demo_table import evaluate_demo
 
-    paths, table, scores = evaluate_demo(
+    paths, result.evaluated, table, scores = evaluate_demo(
         folder, checkpoint, settings.window, settings.seed, TEST_FRACTION, report
     )
     result.paths.update(paths)

@@ -39,6 +39,12 @@ from geoalign.models.evaluation.sources import CubeSource
 PRETRAINED = "contrastive pretraining / linear probe"
 RANDOM = "random init / linear probe"
 FOREST = "supervised: random forest"
+#: Short row names for a terminal (the files keep the full ones).
+SHORT_ROWS = {
+    RANDOM: "random init + probe",
+    PRETRAINED: "pretrained + probe",
+    FOREST: "random forest",
+}
 #: Table columns: each sensor alone, then all of them.
 COLUMNS: tuple[tuple[str, ...], ...] = (
     ("s2",),
@@ -100,11 +106,12 @@ def evaluate_demo(
     seed: int,
     test_fraction: float,
     report: Callable[[str, int, int | None], None],
-) -> tuple[dict[str, Path], str, dict[tuple[str, str], float]]:
+) -> tuple[dict[str, Path], str, str, dict[tuple[str, str], float]]:
     """Evaluate the demo's checkpoint; write ``evaluation/table.md``, ``.csv`` and ``.png``.
 
     Returns:
-        The files written, the Markdown table and ``(row, column)`` -> overall accuracy (%).
+        The files written, a sentence saying what was evaluated on which windows, the Markdown
+        table (that sentence included) and ``(row, column)`` -> overall accuracy (%).
     """
     cells = [(row, column) for column in COLUMNS for row in (RANDOM, PRETRAINED, FOREST)]
     report("evaluate", 0, len(cells) + 1)
@@ -155,9 +162,9 @@ def evaluate_demo(
     intro = (
         "Land-cover classification (majority class of each window) of the held-out southern "
         f"strip ({len(task.test_target)} windows; training: {len(task.train_target)} windows "
-        f"north of it), classes {', '.join(CLASSES)}.\n\n"
+        f"north of it), classes {', '.join(CLASSES)}."
     )
-    markdown = intro + table.markdown()
+    markdown = intro + "\n\n" + table.markdown()
     (out / "table.md").write_text(markdown)
     (out / "table.csv").write_text(table.csv())
     plot = plot_table(table, out / "table.png", "geoalign demo")
@@ -165,6 +172,7 @@ def evaluate_demo(
     percent = {key: value[0] * table.scale for key, value in values.items()}
     return (
         {"evaluation table": out / "table.md", "evaluation plot": plot},
+        intro,
         markdown,
         percent,
     )
