@@ -510,6 +510,49 @@ def test_dask_local_cluster_builds_the_same_cube(shared_data: Path, tmp_path: Pa
     xr.testing.assert_identical(a["data"], b["data"])
 
 
+@pytest.mark.parametrize("scheduler", ["synchronous", "processes"])
+def test_every_local_scheduler_builds_the_same_cube(
+    scheduler: str, shared_data: Path, tmp_path: Path
+) -> None:
+    """In-process schedulers create the arrays while the first blocks are read; the processes
+    scheduler gets them created first (its workers open the arrays from pickled handles)."""
+    import dask
+
+    item = s2_item(shared_data)
+    bounds, crs = s2_bounds(shared_data)
+    request = [
+        ModalityRequest("s2", "sentinel-2-l2a", [item], 20, bands=["red", "nir"], mask_clouds=False)
+    ]
+    kwargs: dict[str, Any] = {"aoi": box(*bounds, crs.to_wkt()), "crs": crs.to_wkt()}
+    with dask.config.set(scheduler=scheduler):
+        out = build_cube(tmp_path / f"{scheduler}.zarr", request, **kwargs)
+    threaded = build_cube(tmp_path / "threads.zarr", request, **kwargs)
+    a = open_cube(out)["s2"].to_dataset()
+    b = open_cube(threaded)["s2"].to_dataset()
+    xr.testing.assert_identical(a, b)
+
+
+def test_an_error_creating_the_arrays_is_raised_and_the_store_stays_unfinished(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import geoalign.cube
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(geoalign.cube, "write_group_metadata", broken)
+    item = s2_item(shared_data)
+    bounds, crs = s2_bounds(shared_data)
+    request = [
+        ModalityRequest("s2", "sentinel-2-l2a", [item], 20, bands=["red"], mask_clouds=False)
+    ]
+    out = tmp_path / "cube.zarr"
+    with pytest.raises(OSError, match="disk full"):
+        build_cube(out, request, aoi=box(*bounds, crs.to_wkt()), crs=crs.to_wkt())
+    with pytest.raises(IncompleteCubeError):
+        open_cube(out)
+
+
 def test_polygon_and_point_labels_on_the_grid(shared_data: Path, tmp_path: Path) -> None:
     import geopandas as gpd
     from shapely.geometry import Point
