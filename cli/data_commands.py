@@ -155,6 +155,9 @@ def cube(
 
         path = run.write(overwrite=overwrite, on_tile=on_tile)
     console.print(f"[green]cube written:[/] {path}")
+    from geoalign.summary import summarize
+
+    _print_skipped(summarize(path))
 
 
 def _confirm_size(size: int, limit: float) -> bool:
@@ -216,9 +219,17 @@ def info(
         epsg = summaries[0].epsg if summaries else None
         crs = f"EPSG:{epsg}" if epsg else "a custom CRS"
         _table(summary_table(summaries), f"{cube_path} ({crs})")
+        _print_skipped(summaries)
     if quicklooks is not None:
         for path in write_quicklooks(tree, quicklooks):
             typer.echo(f"quicklook: {path}")
+
+
+def _print_skipped(summaries: list[Any]) -> None:
+    """Warn about items left out because their assets could not be read (on_error: skip)."""
+    for summary in summaries:
+        for entry in summary.skipped:
+            typer.secho(f"skipped in {summary.name}: {entry}", fg="yellow", err=True)
 
 
 def sensors() -> None:

@@ -25,15 +25,18 @@ import xarray as xr
 from geoalign.aoi import AOILike
 from geoalign.cube_store import (
     Compression,
+    Tile,
     check_compression,
     finalize_store,
     prepare_store,
+    read_progress,
     set_decoding_attrs,
     tiles_of,
     without_decoding_attrs,
     write_group_metadata,
+    write_progress,
 )
-from geoalign.errors import GeoAlignError, NoDataFoundError
+from geoalign.errors import AssetReadError, GeoAlignError, NoDataFoundError
 from geoalign.labels import LabelLayer, label_datasets
 from geoalign.planning import CubePlan, ModalityRequest, OnError, plan_cube
 from geoalign.tile_writer import write_tiles
@@ -111,38 +114,62 @@ def write_cube(
     """Write a planned cube to ``path``; see :func:`build_cube` for the arguments and guarantees."""
     store = Path(path)
     checked_compression: Compression = check_compression(compression)
-    fingerprint = plan.fingerprint()
+    fingerprint = plan.fingerprint()  # the recipe's, kept when items are skipped while building
     done = prepare_store(store, fingerprint=fingerprint, overwrite=overwrite, resume=resume)
-    tree = plan.to_datatree()
-    datasets: dict[str, xr.Dataset] = {}
-    tiles = []
+    resumed = bool(done)
+    # Assets found unreadable by an interrupted build of this store stay left out.
+    unreadable: list[dict[str, str]] = list(read_progress(store).get("unreadable", []))
+    for asset in unreadable:
+        plan, _ = plan.without_asset(asset["href"], asset["reason"])
     if not done:
         xr.Dataset(attrs=plan.root_attrs()).to_zarr(
             str(store), mode="a", consolidated=False, zarr_format=3
         )
-    decoding: dict[str, dict[str, dict[str, Any]]] = {}
-    for name, modality in plan.modalities.items():
-        ds, decoding[name] = without_decoding_attrs(tree[name].to_dataset())
-        datasets[name] = ds
-        if not done:
-            write_group_metadata(
-                store, name, ds, chunk=modality.chunk, compression=checked_compression
-            )
-        tiles.extend(tiles_of(name, ds, modality.chunk))
-    for group_path, ds in label_datasets(plan.labels, plan.grid).items():
-        if not done:
+        for group_path, ds in label_datasets(plan.labels, plan.grid).items():
             ds.to_zarr(str(store), group=group_path, mode="w", consolidated=False, zarr_format=3)
-    total = len(tiles)
-    counter = {"n": len(done)}
+    create = set() if done else set(plan.modalities)
+    counter = {"n": 0, "total": 0}
 
     def tick(_: Any) -> None:
         counter["n"] += 1
         if on_tile is not None:
-            on_tile(counter["n"], total)
+            on_tile(counter["n"], counter["total"])
 
-    resumed = bool(done)
-    with _bounded_gdal_cache():
-        counts = write_tiles(store, datasets, tiles, done, fingerprint=fingerprint, on_tile=tick)
+    while True:
+        datasets, decoding, tiles = _modality_datasets(plan)
+        for name in create:
+            chunk = plan.modalities[name].chunk
+            write_group_metadata(
+                store, name, datasets[name], chunk=chunk, compression=checked_compression
+            )
+        counter.update(n=len(done), total=len(tiles))
+        try:
+            with _bounded_gdal_cache():
+                counts = write_tiles(
+                    store,
+                    datasets,
+                    tiles,
+                    done,
+                    fingerprint=fingerprint,
+                    on_tile=tick,
+                    extra_progress={"unreadable": unreadable},
+                )
+            break
+        except AssetReadError as error:
+            if plan.on_error != "skip":
+                raise
+            # Leave the item out everywhere (as if planning had found it unreadable): its
+            # modality is recreated and all its tiles are redone, also those it already filled.
+            unreadable.append({"href": error.href, "reason": error.detail})
+            plan, create_list = plan.without_asset(error.href, error.detail)
+            if not create_list:  # not an asset of the plan: nothing to leave out
+                raise
+            create = set(create_list)
+            done -= {tile.key for tile in tiles if tile.group in create}
+            write_progress(
+                store, {"done": sorted(done), "fingerprint": fingerprint, "unreadable": unreadable}
+            )
+            resumed = True  # the counts of the tiles kept are not in memory
     if resumed:  # tiles written by an earlier run are not in memory: read them back
         fractions = _valid_fractions(store, list(plan.modalities))
     else:
@@ -185,6 +212,20 @@ def _bounded_gdal_cache() -> Iterator[None]:
         yield
     finally:
         set_gdal_config("GDAL_CACHEMAX", previous)
+
+
+def _modality_datasets(
+    plan: CubePlan,
+) -> tuple[dict[str, xr.Dataset], dict[str, dict[str, dict[str, Any]]], list[Tile]]:
+    """Each modality's lazy dataset, its held-back CF decoding attributes, and all the tiles."""
+    tree = plan.to_datatree()
+    datasets: dict[str, xr.Dataset] = {}
+    decoding: dict[str, dict[str, dict[str, Any]]] = {}
+    tiles: list[Tile] = []
+    for name, modality in plan.modalities.items():
+        datasets[name], decoding[name] = without_decoding_attrs(tree[name].to_dataset())
+        tiles.extend(tiles_of(name, datasets[name], modality.chunk))
+    return datasets, decoding, tiles
 
 
 def _valid_fractions(store: Path, names: Sequence[str]) -> dict[str, float]:

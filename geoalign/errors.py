@@ -30,6 +30,24 @@ class CorruptDataError(GeoAlignError, OSError):
     """A file or asset exists but cannot be decoded."""
 
 
+class AssetReadError(CorruptDataError):
+    """An asset opened, but some of its pixels could not be read or warped (a truncated file).
+
+    Attributes:
+        href: The asset that failed, so that a build with ``on_error="skip"`` can leave its item
+            out (the exception pickles with it, also from dask.distributed workers).
+        detail: What GDAL said, for the cube's provenance.
+    """
+
+    def __init__(self, message: str, href: str, detail: str) -> None:
+        super().__init__(message, href, detail)
+        self.href = href
+        self.detail = detail
+
+    def __str__(self) -> str:  # OSError would print the (message, href) tuple
+        return str(self.args[0])
+
+
 class OutputExistsError(GeoAlignError, FileExistsError):
     """An output already exists and overwriting it was not asked for."""
 

@@ -182,7 +182,10 @@ def make_grid(
     try:
         grid_crs = default_crs(aoi) if crs is None else CRS(crs)
     except Exception as error:  # pyproj raises several types for unknown CRSs
-        raise CRSError(f"crs={crs!r} is not a CRS that PROJ knows: {error}") from error
+        raise CRSError(
+            f"crs={crs!r} is not a CRS that PROJ knows ({error}). Give an EPSG code such as "
+            "'EPSG:32633', a WKT or PROJ string, or leave crs unset for the UTM zone of the AOI"
+        ) from error
     if grid_crs.geographic:
         raise CRSError(
             f"crs={grid_crs} is geographic (degrees): a cube needs a projected CRS so that pixels "

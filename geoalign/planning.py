@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -89,6 +89,45 @@ class CubePlan:
     modalities: dict[str, ModalityPlan]
     labels: list[LabelLayer] = field(default_factory=list)
     skipped: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    #: What a build does when an asset cannot be read: ``"fail"``, or ``"skip"`` its item.
+    on_error: OnError = "fail"
+
+    def without_asset(self, href: str, reason: str) -> tuple[CubePlan, list[str]]:
+        """This plan with every item that reads ``href`` left out and recorded as skipped.
+
+        Returns:
+            The new plan and the names of the modalities that changed.
+
+        Raises:
+            NoDataFoundError: A modality would be left with no item.
+        """
+        modalities = dict(self.modalities)
+        skipped = {name: list(entries) for name, entries in self.skipped.items()}
+        changed = []
+        for name, plan in self.modalities.items():
+            groups = []
+            for group in plan.groups:
+                kept = []
+                for item in group:
+                    if href in _hrefs(item):
+                        entry = {"item": item.item_id, "href": href, "reason": reason}
+                        skipped.setdefault(name, []).append(entry)
+                    else:
+                        kept.append(item)
+                if kept:
+                    groups.append(tuple(kept))
+            if len(skipped.get(name, [])) == len(self.skipped.get(name, [])):
+                continue
+            if not groups:
+                raise NoDataFoundError(
+                    f"every item of modality {name!r} was skipped because its assets could not "
+                    f"be read: {skipped[name][:3]}"
+                )
+            used = [item for group in groups for item in group]
+            attrs = {**plan.attrs, "items": _items_provenance(used)}
+            modalities[name] = replace(plan, groups=tuple(groups), attrs=attrs)
+            changed.append(name)
+        return replace(self, modalities=modalities, skipped=skipped), changed
 
     def to_datatree(self) -> xr.DataTree:
         """The whole cube as a lazy DataTree; computing a window reads only what it needs."""
@@ -148,6 +187,25 @@ def _resampling(name: str) -> Resampling:
         raise InvalidInputError(
             f"resampling={name!r} is unknown; choose one of {choices}"
         ) from None
+
+
+def _items_provenance(items: Sequence[ItemSources]) -> str:
+    """The items a modality reads, as the JSON its group's ``items`` attribute holds."""
+    return json.dumps(
+        [
+            {
+                "id": i.item_id,
+                "datetime": i.datetime.isoformat(),
+                "hrefs": sorted({s.href for s in i.bands}),
+            }
+            for i in items
+        ]
+    )
+
+
+def _hrefs(item: ItemSources) -> set[str]:
+    """Every file an item reads: its bands and its mask."""
+    return {s.href for s in (*item.bands, *([item.mask] if item.mask else []))}
 
 
 def _check_assets(
@@ -324,16 +382,7 @@ def _plan_modality(
             "units": units,
             "resolution": request.resolution,
             "time_mode": request.time,
-            "items": json.dumps(
-                [
-                    {
-                        "id": i.item_id,
-                        "datetime": i.datetime.isoformat(),
-                        "hrefs": sorted({s.href for s in i.bands}),
-                    }
-                    for i in kept
-                ]
-            ),
+            "items": _items_provenance(kept),
         },
     )
     return plan, skipped
@@ -395,4 +444,6 @@ def plan_cube(
         plans[request.name], skipped[request.name] = _plan_modality(
             request, grid, geometry, on_error
         )
-    return CubePlan(grid=grid, modalities=plans, labels=list(labels), skipped=skipped)
+    return CubePlan(
+        grid=grid, modalities=plans, labels=list(labels), skipped=skipped, on_error=on_error
+    )

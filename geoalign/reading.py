@@ -25,7 +25,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from geoalign.errors import CorruptDataError
+from geoalign.errors import AssetReadError
 from geoalign.raster_pool import POOL, footprint
 from geoalign.sensors.model import Encoding
 
@@ -185,7 +185,10 @@ def _read_window(
             return None
         dtype = np.dtype(src.dtypes[idx[0] - 1])
         values = np.empty((len(idx), r1 - r0, c1 - c0), dtype=dtype)
-        src.read(idx, window=Window(c0, r0, c1 - c0, r1 - r0), out=values)
+        try:
+            src.read(idx, window=Window(c0, r0, c1 - c0, r1 - r0), out=values)
+        except rasterio.errors.RasterioError as error:
+            raise _read_error(href, "read", error) from error
         valid: np.ndarray | None = None
         if dtype.kind == "f":
             valid = ~np.isnan(values)
@@ -211,9 +214,19 @@ def _read_window(
             num_threads=1,
         )
     except rasterio.errors.RasterioError as error:
-        raise CorruptDataError(f"asset {href} could not be read or warped: {error}") from error
+        raise _read_error(href, "read or warped", error) from error
     # The warper skips source no-data pixels and leaves NaN where nothing valid lands.
     return WindowRead(slice(0, shape[0]), slice(0, shape[1]), values, ~np.isnan(values))
+
+
+def _read_error(href: str, what: str, error: Exception) -> AssetReadError:
+    return AssetReadError(
+        f"asset {href} opened but could not be {what} ({error}): the file is probably truncated "
+        "or damaged. Fetch it again, or build with on_error='skip' (recipe: on_error: skip) to "
+        "leave its item out and record it in the cube's provenance",
+        href,
+        f"pixels could not be {what} while building: {error}",
+    )
 
 
 def read_file_bands(

@@ -373,12 +373,26 @@ def _nothing_found(where: str, params: Mapping[str, Any], hint: str) -> str:
     keys = ("collections", "ids", "bbox", "intersects", "datetime", "query", "filter")
     used = {k: params[k] for k in keys if params.get(k) is not None}
     if "intersects" in used:
-        used["intersects"] = _short(used["intersects"])
+        used["intersects"] = _describe_geometry(used["intersects"])
     text = ", ".join(f"{k}={_short(v)}" for k, v in used.items()) or "no filters"
     return (
         f"no STAC items found in {where} for {text} (bbox/intersects in EPSG:4326 lon/lat). "
         f"{hint}Widen the area or the time range, or relax the collections and filters."
     )
+
+
+def _describe_geometry(geojson: Any) -> str:
+    """A GeoJSON geometry as its type and lon/lat bounds (its vertices would fill the screen)."""
+    import shapely.geometry
+
+    try:
+        geometry = shapely.geometry.shape(
+            geojson if isinstance(geojson, dict) else json.loads(geojson)
+        )
+    except (TypeError, ValueError, AttributeError):
+        return _short(geojson)
+    bounds = ", ".join(f"{v:.6f}" for v in geometry.bounds)
+    return f"<{geometry.geom_type} within lon/lat bounds ({bounds})>"
 
 
 def _short(value: Any, size: int = 200) -> str:

@@ -37,6 +37,8 @@ class ModalitySummary:
         bands: Band names.
         dates: ISO dates of the time steps.
         valid_fraction: Share of valid (clear, not no-data) pixels over all time steps, 0..1.
+        skipped: Items left out because an asset could not be read (``on_error="skip"``):
+            ``"item id: reason"`` each.
     """
 
     name: str
@@ -47,6 +49,7 @@ class ModalitySummary:
     bands: tuple[str, ...]
     dates: tuple[str, ...]
     valid_fraction: float
+    skipped: tuple[str, ...] = ()
 
 
 def summarize(cube: xr.DataTree | str | os.PathLike[str]) -> list[ModalitySummary]:
@@ -70,6 +73,10 @@ def summarize(cube: xr.DataTree | str | os.PathLike[str]) -> list[ModalitySummar
                 bands=tuple(str(b) for b in ds["band"].values),
                 dates=tuple(np.datetime_as_string(ds["time"].values, unit="D").tolist()),
                 valid_fraction=float(fraction),
+                skipped=tuple(
+                    f"{entry['item']}: {entry['reason']}"
+                    for entry in json.loads(ds.attrs.get("skipped_items", "[]"))
+                ),
             )
         )
     return out
@@ -196,6 +203,7 @@ def summary_table(summaries: list[ModalitySummary]) -> list[dict[str, Any]]:
             "bands": ",".join(s.bands[:6]) + ("..." if len(s.bands) > 6 else ""),
             "dates": _dates(s.dates),
             "valid": f"{100 * s.valid_fraction:.1f}%",
+            "skipped": len(s.skipped),
         }
         for s in summaries
     ]

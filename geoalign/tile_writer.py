@@ -36,6 +36,7 @@ def write_tiles(
     fingerprint: str,
     on_tile: Callable[[Tile], None] | None = None,
     progress_every_s: float = 1.0,
+    extra_progress: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
     """Compute and write the ``tiles`` not yet ``done``, recording progress as tiles finish.
 
@@ -45,8 +46,8 @@ def write_tiles(
     last tile, and memory holds a few blocks per worker whatever the area. A tile is recorded in
     the progress file once all its time steps are written (at most every ``progress_every_s``
     seconds, and always when the call ends, also on an error or an interrupt), so a resumed
-    build never redoes it. The arrays must exist already (see :func:`write_group_metadata`);
-    stored (raw) values are written as they are.
+    build never redoes it; ``extra_progress`` is recorded with it. The arrays must exist already
+    (see :func:`write_group_metadata`); stored (raw) values are written as they are.
 
     Scheduler: a ``dask.distributed`` client when one is active (a LocalCluster or any scheduler
     address), else dask's configured local scheduler (threads by default).
@@ -78,6 +79,7 @@ def write_tiles(
                 tile_of_key[(blocks.name, t, 0, row[tile.y.start], col[tile.x.start])] = tile
             remaining[tile.key] = steps
     keys = list(tile_of_key)
+    record = {**(extra_progress or {}), "fingerprint": fingerprint}
     graph = da.Array.__dask_optimize__(HighLevelGraph.merge(*(s.dask for s in stored)), keys)
     clock = {"saved": time.monotonic()}
 
@@ -92,7 +94,7 @@ def write_tiles(
             return
         done.add(tile.key)
         if time.monotonic() - clock["saved"] >= progress_every_s:
-            write_progress(path, {"done": sorted(done), "fingerprint": fingerprint})
+            write_progress(path, {**record, "done": sorted(done)})
             clock["saved"] = time.monotonic()
         if on_tile is not None:
             on_tile(tile)
@@ -114,7 +116,7 @@ def write_tiles(
             with Callback(posttask=lambda key, result, *_: finished(key, result)):
                 _local_scheduler()(graph, keys)
     finally:  # what is written is recorded, also when a tile failed or the user interrupted
-        write_progress(path, {"done": sorted(done), "fingerprint": fingerprint})
+        write_progress(path, {**record, "done": sorted(done)})
     return counts
 
 

