@@ -280,7 +280,8 @@ def _validate(geom: Geometry) -> None:
         hint = (
             " The numbers look like (lat, lon): swap them to (lon, lat)."
             if swapped
-            else " If the coordinates are projected (metres), pass their CRS with crs=."
+            else " If the coordinates are projected (metres), give their CRS with aoi_crs="
+            " (recipe: aoi_crs: EPSG:...)."
         )
         raise InvalidInputError(
             f"aoi bounds {(minx, miny, maxx, maxy)} are outside lon [-180, 180] / lat "

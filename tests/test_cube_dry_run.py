@@ -7,12 +7,11 @@ rasterizes nothing.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.cli import run_geoalign
 from support.data import REPO_ROOT
 
 from geoalign.cli.main import main
@@ -33,18 +32,7 @@ def _recipe(folder: Path, shared: Path) -> Path:
 
 
 def _cube(*args: str, cwd: Path, answer: str | None = None) -> subprocess.CompletedProcess[str]:
-    command = [str(Path(sys.executable).with_name("geoalign")), "cube", *args]
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        command,
-        input=answer,
-        stdin=None if answer is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-    )
+    return run_geoalign("cube", *args, cwd=cwd, answer=answer)
 
 
 def test_dry_run_then_size_limit(shared_data: Path, tmp_path: Path) -> None:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+from support.cli import run_geoalign
 
 from geoalign.demo import DemoArea, make_demo_data
 
@@ -25,9 +24,7 @@ EXIT_USER_ERROR = 2
 
 
 def _geoalign(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "160"}
-    command = [str(Path(sys.executable).with_name("geoalign")), *args]  # the installed command
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=900)
+    return run_geoalign(*args, cwd=cwd, timeout=900)
 
 
 @pytest.fixture(scope="module")
