@@ -5,8 +5,6 @@ resume, fusion, every refused input, and the CLI as a user runs it."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from rio_cogeo.cogeo import cog_validate
+from support.cli import run_geoalign
 from support.cubes import build_sen1floods11_cube, build_series_cube
 
 from geoalign.datasets import TimeSelection, open_cube_dataset
@@ -421,39 +420,38 @@ class _Payload:
 def test_cli_embed_and_similarity_like_a_user(checkpoint: Path, cube: Path, tmp_path: Path):
     out = tmp_path / "cli"
     bbox = "-0.7700,38.1000,-0.7650,38.1040"  # lon/lat, inside the chip
-    run = [str(Path(sys.executable).with_name("geoalign"))]  # the installed command
     command = ["embed", str(checkpoint), str(cube), str(out), f"--bbox={bbox}", "--dtype", "int8"]
-    proc = subprocess.run(
-        [*run, *command, "--tile", "32"], capture_output=True, text=True, timeout=300
-    )
+    proc = run_geoalign(*command, "--tile", "32")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"raster dense: {out / 'embeddings.tif'}" in proc.stdout.replace("\n", "")
     assert "STAC item" in proc.stdout
     assert cog_validate(str(out / "embeddings.tif"))[0]
-    again = subprocess.run([*run, *command], capture_output=True, text=True, timeout=300)
+    again = run_geoalign(*command)
     assert again.returncode == 2 and "--overwrite" in again.stderr
     sim = tmp_path / "sim.tif"
-    proc = subprocess.run(
-        [
-            *run,
-            "similarity",
-            str(out / "embeddings.tif"),
-            "--point",
-            "-0.7675,38.102",
-            "-o",
-            str(sim),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_geoalign(
+        "similarity", str(out / "embeddings.tif"), "--point", "-0.7675,38.102", "-o", str(sim)
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     values = read_embeddings(sim)[0]
     assert np.nanmax(values) == pytest.approx(1.0, abs=0.02) and cog_validate(str(sim))[0]
-    far = subprocess.run(
-        [*run, "similarity", str(out / "embeddings.tif"), "--point", "10,50", "-o", str(sim)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    dense = str(out / "embeddings.tif")
+    far = run_geoalign("similarity", dense, "--point", "10,50", "-o", str(sim))
     assert far.returncode == 2 and "outside" in far.stderr
+
+
+def test_cli_embed_refuses_what_does_not_fit(checkpoint: Path, cube: Path, tmp_path: Path):
+    thirteen = save_checkpoint(tmp_path / "13.ckpt", cube, {"s1": 2, "s2": 13})
+    plain = tmp_path / "plain.pth"
+    torch.save({"weight": torch.zeros(3)}, plain)
+    cases = [
+        (thirteen, "-0.7700,38.1000,-0.7650,38.1040", "'s2' encoder takes 13 bands"),
+        (plain, "-0.7700,38.1000,-0.7650,38.1040", "not a geoalign pretraining checkpoint"),
+        (checkpoint, "10.0,50.0,10.1,50.1", "outside the cube"),
+    ]
+    for number, (ckpt, bbox, message) in enumerate(cases):
+        out = tmp_path / f"out{number}"
+        done = run_geoalign("embed", str(ckpt), str(cube), str(out), f"--bbox={bbox}")
+        assert done.returncode == 2, (done.stdout, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert not (out / "embeddings.tif").exists()
