@@ -35,6 +35,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from geoalign.config_errors import invalid
 from geoalign.errors import DataFileNotFoundError, InvalidInputError
 
 
@@ -133,24 +134,6 @@ class Recipe(_Strict):
         return value
 
 
-def _line_of(text: str, location: tuple[Any, ...]) -> int | None:
-    """Best-effort line number of a field path in the YAML text (for error messages)."""
-    node = yaml.compose(text)
-    for key in location:
-        if node is None:
-            return None
-        if isinstance(node, yaml.MappingNode):
-            match = [v for k, v in node.value if k.value == str(key)]
-            if not match:
-                return node.start_mark.line + 1
-            node = match[0]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-        else:
-            break
-    return None if node is None else node.start_mark.line + 1
-
-
 def load_recipe(path: str | os.PathLike[str]) -> tuple[Recipe, Path]:
     """Read and validate a recipe; return it with the folder its relative paths refer to.
 
@@ -171,11 +154,5 @@ def load_recipe(path: str | os.PathLike[str]) -> tuple[Recipe, Path]:
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as error:
-        lines = []
-        for problem in error.errors():
-            where = ".".join(str(p) for p in problem["loc"])
-            line = _line_of(text, tuple(problem["loc"]))
-            at = f" (line {line})" if line else ""
-            lines.append(f"  {where}{at}: {problem['msg']}")
-        raise InvalidInputError(f"recipe {file} is invalid:\n" + "\n".join(lines)) from None
+        raise invalid("recipe", error, Recipe, file) from None
     return recipe, file.resolve().parent

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from geoalign.config_errors import invalid
 from geoalign.errors import DataFileNotFoundError, InvalidInputError
 
 BACKBONES = ("mlp", "alexnet", "resnet18", "resnet50")
@@ -49,13 +50,6 @@ def read_yaml_mapping(file: Path, what: str, keys: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InvalidInputError(f"{file} must hold a mapping ({keys})")
     return raw
-
-
-def problems(error: ValidationError) -> str:
-    """Every problem of a pydantic validation error, each with its location (``a.b: msg``)."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in error.errors()
-    )
 
 
 class _Strict(BaseModel):
@@ -325,11 +319,16 @@ class PretrainConfig(_Strict):
         """
         file = Path(path)
         raw = read_yaml_mapping(file, "pretraining config", "data:, modalities:, ...")
-        return cls.from_dict(raw, base=file.parent)
+        return cls.from_dict(raw, base=file.parent, source=file)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], *, base: Path | None = None) -> PretrainConfig:
+    def from_dict(
+        cls, raw: dict[str, Any], *, base: Path | None = None, source: Path | None = None
+    ) -> PretrainConfig:
         """Validate a config mapping; relative paths are resolved against ``base``.
+
+        ``source`` is the YAML file the mapping was read from, if any (messages then give the
+        line of each problem).
 
         Raises:
             InvalidInputError: A field is invalid (every problem is listed with its location).
@@ -337,7 +336,7 @@ class PretrainConfig(_Strict):
         try:
             config = cls.model_validate(raw)
         except ValidationError as error:
-            raise InvalidInputError(f"invalid pretraining config: {problems(error)}") from None
+            raise invalid("pretraining config", error, cls, source) from None
         return config.resolved(base) if base is not None else config
 
     def resolved(self, base: Path) -> PretrainConfig:

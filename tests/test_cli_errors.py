@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import rasterio
 from support.cli import run_geoalign
+from support.data import REPO_ROOT
 
 EXIT_USER_ERROR = 2
 EXIT_NO_DATA = 3
@@ -170,3 +171,23 @@ def test_earth_search_grd_is_refused_naming_rtc(shared_data: Path, tmp_path: Pat
     )
     done = run_geoalign("cube", str(recipe), "--dry-run", cwd=tmp_path)
     _fails(done, EXIT_USER_ERROR, "not terrain corrected", "Use sentinel-1-rtc")
+
+
+def test_misspelt_config_keys_point_at_the_line_and_the_right_name(tmp_path: Path) -> None:
+    config = (REPO_ROOT / "tutorials" / "configs" / "houston2013_pixels.yaml").read_text()
+    assert "  batch_size: 128" in config
+    lines = config.replace("  batch_size: 128", "  batchsize: 128").splitlines()
+    line = next(n for n, text in enumerate(lines, start=1) if "batchsize" in text)
+    bad = tmp_path / "pretrain.yaml"
+    bad.write_text("\n".join(lines) + "\n")
+    done = run_geoalign("pretrain", str(bad), cwd=tmp_path)
+    _fails(done, EXIT_USER_ERROR, f"batchsize (line {line})", "did you mean 'batch_size'")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "aoi: [0, 0, 1, 1]\noutput: x.zarr\nmodalities:\n  s2:\n    sensor: sentinel-2-l2a\n"
+        "    resoluton: 10\n"
+    )
+    done = run_geoalign("cube", str(recipe), cwd=tmp_path)
+    _fails(
+        done, EXIT_USER_ERROR, "resolution (line 5): Field required", "did you mean 'resolution'"
+    )

@@ -82,7 +82,7 @@ downstream: {modalities: [[optical]]}
         ("task: {kind: landsat}", "task"),
         (
             "variants: [{name: a, overrides: {loss: {kind: triplet}}}]",
-            "variant 'a': invalid pretraining config: loss.kind",
+            "variant 'a': invalid pretraining config:\n  loss.kind",
         ),
         ("variants: [{name: a, modalities: [radar]}]", "modalities ['radar'] are not in the base"),
         ("variants: [{name: a}, {name: a}]", "variant names must differ"),

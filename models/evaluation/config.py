@@ -20,8 +20,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from geoalign.config_errors import invalid
 from geoalign.errors import DataFileNotFoundError, InvalidInputError
-from geoalign.models.config import PretrainConfig, problems, read_yaml_mapping
+from geoalign.models.config import PretrainConfig, read_yaml_mapping
 from geoalign.models.evaluation.protocols import ProtocolSettings
 from geoalign.models.evaluation.regimes import LabelRegime
 from geoalign.models.evaluation.sources import TaskSource
@@ -186,11 +187,16 @@ class EvaluationConfig(_Strict):
         """
         file = Path(path)
         raw = read_yaml_mapping(file, "evaluation config", "name:, task:, variants:, ...")
-        return cls.from_dict(raw, base=file.parent.resolve())
+        return cls.from_dict(raw, base=file.parent.resolve(), source=file)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], *, base: Path | None = None) -> EvaluationConfig:
+    def from_dict(
+        cls, raw: dict[str, Any], *, base: Path | None = None, source: Path | None = None
+    ) -> EvaluationConfig:
         """Validate a mapping; relative paths resolved against ``base`` (default: cwd).
+
+        ``source`` is the YAML file the mapping was read from, if any (messages then give the
+        line of each problem).
 
         Every variant's pretraining config is built once here, so an invalid override fails
         now, naming the variant.
@@ -201,7 +207,7 @@ class EvaluationConfig(_Strict):
         try:
             config = cls.model_validate(raw)
         except ValidationError as error:
-            raise InvalidInputError(f"invalid evaluation config: {problems(error)}") from None
+            raise invalid("evaluation config", error, cls, source) from None
         config = config.resolved(base or Path.cwd())
         placeholder = {"kind": "arrays", "path": "task.npz"}
         for variant in config.variants:
