@@ -5,6 +5,8 @@ derives from the builtin a caller would expect (``ValueError``, ``FileNotFoundEr
 ``except ValueError`` keeps working. Messages name the offending argument and say how to fix it.
 """
 
+from __future__ import annotations
+
 
 class GeoAlignError(Exception):
     """Base class of every error raised by geoalign."""
@@ -40,12 +42,11 @@ class AssetReadError(CorruptDataError):
     """
 
     def __init__(self, message: str, href: str, detail: str) -> None:
-        super().__init__(message, href, detail)
-        self.href = href
-        self.detail = detail
+        super().__init__(message)
+        self.message, self.href, self.detail = message, href, detail
 
-    def __str__(self) -> str:  # OSError would print the (message, href) tuple
-        return str(self.args[0])
+    def __reduce__(self) -> tuple[type[AssetReadError], tuple[str, str, str]]:
+        return type(self), (self.message, self.href, self.detail)
 
 
 class OutputExistsError(GeoAlignError, FileExistsError):

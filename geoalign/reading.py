@@ -13,7 +13,7 @@ baselines, providers) land in one array with one meaning.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -185,10 +185,8 @@ def _read_window(
             return None
         dtype = np.dtype(src.dtypes[idx[0] - 1])
         values = np.empty((len(idx), r1 - r0, c1 - c0), dtype=dtype)
-        try:
-            src.read(idx, window=Window(c0, r0, c1 - c0, r1 - r0), out=values)
-        except rasterio.errors.RasterioError as error:
-            raise _read_error(href, "read", error) from error
+        window = Window(c0, r0, c1 - c0, r1 - r0)
+        _gdal_read(href, "read", lambda: src.read(idx, window=window, out=values))
         valid: np.ndarray | None = None
         if dtype.kind == "f":
             valid = ~np.isnan(values)
@@ -201,8 +199,10 @@ def _read_window(
     values = np.full(
         (len(idx), *shape), np.nan, dtype=_work_dtype(np.dtype(src.dtypes[idx[0] - 1]))
     )
-    try:
-        rasterio.warp.reproject(
+    _gdal_read(
+        href,
+        "read or warped",
+        lambda: rasterio.warp.reproject(
             source=rasterio.band(src, idx),
             destination=values,
             src_nodata=nodata,
@@ -212,21 +212,31 @@ def _read_window(
             resampling=resampling,
             init_dest_nodata=True,
             num_threads=1,
-        )
-    except rasterio.errors.RasterioError as error:
-        raise _read_error(href, "read or warped", error) from error
+        ),
+    )
     # The warper skips source no-data pixels and leaves NaN where nothing valid lands.
     return WindowRead(slice(0, shape[0]), slice(0, shape[1]), values, ~np.isnan(values))
 
 
-def _read_error(href: str, what: str, error: Exception) -> AssetReadError:
-    return AssetReadError(
-        f"asset {href} opened but could not be {what} ({error}): the file is probably truncated "
-        "or damaged. Fetch it again, or build with on_error='skip' (recipe: on_error: skip) to "
-        "leave its item out and record it in the cube's provenance",
-        href,
-        f"pixels could not be {what} while building: {error}",
-    )
+def _gdal_read(href: str, what: str, read: Callable[[], object]) -> None:
+    """Run a GDAL read of ``href``; a failure raises :class:`AssetReadError`.
+
+    GDAL's message is in the error, which is raised with no exception chained: rasterio's
+    ``CPLE_*`` errors cannot be rebuilt after pickling, and a dask.distributed worker sends the
+    whole chain back (the client would get a bare ``Exception``).
+    """
+    try:
+        read()
+        return
+    except rasterio.errors.RasterioError as error:
+        failure = AssetReadError(
+            f"asset {href} opened but could not be {what} ({error}): the file is probably "
+            "truncated or damaged. Fetch it again, or build with on_error='skip' (recipe: "
+            "on_error: skip) to leave its item out and record it in the cube's provenance",
+            href,
+            f"pixels could not be {what} while building: {error}",
+        )
+    raise failure  # outside the except clause: no __context__ either
 
 
 def read_file_bands(

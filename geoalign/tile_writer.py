@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +111,12 @@ def write_tiles(
                     finished(future.key, future.result())
             finally:
                 client.cancel(futures)
+                _wait_until_idle(client)
         else:
             from dask.callbacks import Callback
 
             with Callback(posttask=lambda key, result, *_: finished(key, result)):
-                _local_scheduler()(graph, keys)
+                _run_locally(graph, keys)
     finally:  # what is written is recorded, also when a tile failed or the user interrupted
         write_progress(path, {**record, "done": sorted(done)})
     return counts
@@ -216,6 +218,47 @@ def _distributed_client() -> Any:
         return Client.current(allow_global=True)
     except ValueError:
         return None
+
+
+def _run_locally(graph: Any, keys: list[Any]) -> None:
+    """Compute ``keys`` with dask's local scheduler; return only once no task runs any more.
+
+    On an error dask's threaded scheduler raises at once while the tasks already started go on
+    in its shared pool, writing into the store; a private pool, shut down on the way out, makes
+    the caller (which may recreate arrays, or report the error) wait for them. The processes
+    scheduler shuts its own pool down the same way.
+    """
+    scheduler = _local_scheduler()
+    if scheduler is not dask.threaded.get:
+        scheduler(graph, keys)
+        return
+    from dask.system import CPU_COUNT
+
+    workers = int(dask.config.get("num_workers", None) or CPU_COUNT)
+    with ThreadPoolExecutor(workers, thread_name_prefix="geoalign-build") as pool:
+        scheduler(graph, keys, pool=pool)
+
+
+def _wait_until_idle(client: Any, timeout_s: float = 300.0) -> None:
+    """Wait until the cluster's workers run no task (cancelled tasks finish what they started).
+
+    A cancelled future's task keeps running on its worker until it returns; its store write must
+    end before the caller goes on (it may recreate the arrays). Workers are asked for their
+    tasks still executing; clusters whose workers cannot say are not waited for.
+    """
+
+    def executing(dask_worker: Any) -> int:
+        busy = ("executing", "long-running", "cancelled", "resumed")
+        return sum(1 for task in dask_worker.state.tasks.values() if task.state in busy)
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if not any(client.run(executing).values()):
+                return
+        except Exception:  # a worker without this state API: nothing to wait on
+            return
+        time.sleep(0.05)
 
 
 def _local_scheduler() -> Callable[..., Any]:

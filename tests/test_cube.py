@@ -370,8 +370,32 @@ def _truncated_copy(source: str, out: Path, keep: float = 0.6) -> str:
     return str(out)
 
 
-@pytest.mark.parametrize("resolution", [10, 30], ids=["aligned-read", "warped-read"])
+@pytest.mark.parametrize(
+    ("resolution", "cluster"),
+    [(10, False), (30, False), (30, True)],
+    ids=["aligned-read", "warped-read", "warped-read-on-a-local-cluster"],
+)
 def test_asset_unreadable_while_building_fails_or_is_skipped_like_a_missing_one(
+    resolution: float,
+    cluster: bool,
+    shared_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        if cluster:  # the error comes back from a worker process; its item is left out alike
+            from distributed import Client, LocalCluster
+
+            local = stack.enter_context(
+                LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0")
+            )
+            stack.enter_context(Client(local))
+        _check_unreadable_asset(resolution, shared_data, tmp_path, monkeypatch)
+
+
+def _check_unreadable_asset(
     resolution: float, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import geoalign.cube
