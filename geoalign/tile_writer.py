@@ -111,7 +111,7 @@ def write_tiles(
                     finished(future.key, future.result())
             finally:
                 client.cancel(futures)
-                _wait_until_idle(client)
+                _wait_until_idle(client, {blocks.name for blocks in stored})
         else:
             from dask.callbacks import Callback
 
@@ -239,22 +239,27 @@ def _run_locally(graph: Any, keys: list[Any]) -> None:
         scheduler(graph, keys, pool=pool)
 
 
-def _wait_until_idle(client: Any, timeout_s: float = 300.0) -> None:
-    """Wait until the cluster's workers run no task (cancelled tasks finish what they started).
+def _wait_until_idle(client: Any, names: set[str], timeout_s: float = 300.0) -> None:
+    """Wait until no worker of the cluster runs a task of the arrays ``names`` (the writes).
 
     A cancelled future's task keeps running on its worker until it returns; its store write must
-    end before the caller goes on (it may recreate the arrays). Workers are asked for their
-    tasks still executing; clusters whose workers cannot say are not waited for.
+    end before the caller goes on (it may recreate the arrays). Only this build's store tasks
+    are waited for (a shared cluster may be busy with other work); workers that cannot say what
+    they run are not waited for.
     """
 
-    def executing(dask_worker: Any) -> int:
+    def writing(dask_worker: Any) -> int:
         busy = ("executing", "long-running", "cancelled", "resumed")
-        return sum(1 for task in dask_worker.state.tasks.values() if task.state in busy)
+        return sum(
+            1
+            for key, task in dask_worker.state.tasks.items()
+            if task.state in busy and (key[0] if isinstance(key, tuple) else key) in names
+        )
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if not any(client.run(executing).values()):
+            if not any(client.run(writing).values()):
                 return
         except Exception:  # a worker without this state API: nothing to wait on
             return
