@@ -49,6 +49,10 @@ class AssetReadError(CorruptDataError):
         return type(self), (self.message, self.href, self.detail)
 
 
+class AssetMissingError(AssetReadError, DataFileNotFoundError):
+    """An asset could not be opened when its pixels were needed (gone since it was planned)."""
+
+
 class OutputExistsError(GeoAlignError, FileExistsError):
     """An output already exists and overwriting it was not asked for."""
 

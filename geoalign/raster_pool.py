@@ -23,7 +23,7 @@ import rasterio
 import rasterio.errors
 import rasterio.warp
 
-from geoalign.errors import CorruptDataError, DataFileNotFoundError
+from geoalign.errors import AssetMissingError, AssetReadError
 
 
 def _signature(href: str) -> tuple[int, int] | None:
@@ -38,20 +38,29 @@ def _signature(href: str) -> tuple[int, int] | None:
 
 
 def open_raster(href: str) -> Any:
-    """Open ``href`` with rasterio; a missing or unreadable file raises a GeoAlignError."""
+    """Open ``href`` with rasterio.
+
+    Raises:
+        AssetMissingError: The file does not exist (any more: planning checked it).
+        AssetReadError: GDAL cannot open it (damaged, or a remote server refused it).
+
+    Both carry the href, so that a build with ``on_error="skip"`` can leave its item out, and are
+    raised with no exception chained (see :func:`geoalign.reading.gdal_read`).
+    """
     try:
         return rasterio.open(href)
     except rasterio.errors.RasterioIOError as error:
         message = str(error)
-        if "No such file" in message or "does not exist" in message:
-            raise DataFileNotFoundError(
-                f"asset {href} does not exist: check the item's href, or build with "
-                "on_error='skip' to record it and go on"
-            ) from error
-        raise CorruptDataError(
-            f"asset {href} cannot be opened by GDAL ({message}); build with "
-            "on_error='skip' to record it and go on"
-        ) from error
+        missing = "No such file" in message or "does not exist" in message
+        what = "does not exist" if missing else f"cannot be opened by GDAL ({message})"
+        kind = AssetMissingError if missing else AssetReadError
+        failure = kind(
+            f"asset {href} {what}: check the item's href, or build with on_error='skip' "
+            "(recipe: on_error: skip) to leave its item out and record it",
+            href,
+            f"could not be opened while building: {message}",
+        )
+    raise failure  # outside the except clause: no exception chained
 
 
 @dataclass

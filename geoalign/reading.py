@@ -186,7 +186,7 @@ def _read_window(
         dtype = np.dtype(src.dtypes[idx[0] - 1])
         values = np.empty((len(idx), r1 - r0, c1 - c0), dtype=dtype)
         window = Window(c0, r0, c1 - c0, r1 - r0)
-        _gdal_read(href, "read", lambda: src.read(idx, window=window, out=values))
+        gdal_read(href, "read", lambda: src.read(idx, window=window, out=values))
         valid: np.ndarray | None = None
         if dtype.kind == "f":
             valid = ~np.isnan(values)
@@ -199,7 +199,7 @@ def _read_window(
     values = np.full(
         (len(idx), *shape), np.nan, dtype=_work_dtype(np.dtype(src.dtypes[idx[0] - 1]))
     )
-    _gdal_read(
+    gdal_read(
         href,
         "read or warped",
         lambda: rasterio.warp.reproject(
@@ -218,7 +218,7 @@ def _read_window(
     return WindowRead(slice(0, shape[0]), slice(0, shape[1]), values, ~np.isnan(values))
 
 
-def _gdal_read(href: str, what: str, read: Callable[[], object]) -> None:
+def gdal_read(href: str, what: str, read: Callable[[], object]) -> None:
     """Run a GDAL read of ``href``; a failure raises :class:`AssetReadError`.
 
     GDAL's message is in the error, which is raised with no exception chained: rasterio's

@@ -453,6 +453,40 @@ def _check_unreadable_asset(
     assert json.loads(cube["other"].attrs["skipped_items"]) == []
 
 
+def test_asset_gone_after_planning_fails_or_is_skipped(shared_data: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from geoalign.cube import write_cube
+    from geoalign.errors import AssetMissingError
+
+    good = s2_item(shared_data)
+    bounds, crs = s2_bounds(shared_data)
+    kwargs: dict[str, Any] = {"aoi": box(*bounds, crs.to_wkt()), "crs": crs.to_wkt()}
+
+    def plan(on_error: Any) -> Any:
+        later = good.clone()
+        later.id = "later"
+        later.datetime = good.datetime.replace(day=11)
+        copy = tmp_path / f"b04-{on_error}.tif"
+        shutil.copy(good.assets["B04"].href, copy)
+        later.assets["B04"].href = str(copy)
+        request = ModalityRequest(
+            "s2", "sentinel-2-l2a", [good, later], 60, bands=["red"], mask_clouds=False
+        )
+        planned = plan_cube([request], on_error=on_error, **kwargs)
+        copy.unlink()  # removed (or a remote link expired) between planning and building
+        return planned
+
+    with pytest.raises(AssetMissingError, match="does not exist.*on_error='skip'") as error:
+        write_cube(tmp_path / "fail.zarr", plan("fail"))
+    assert isinstance(error.value, FileNotFoundError)
+    cube = open_cube(write_cube(tmp_path / "skip.zarr", plan("skip")))
+    assert cube["s2"]["data"].sizes["time"] == 1
+    skipped = json.loads(cube["s2"].attrs["skipped_items"])
+    assert [s["item"] for s in skipped] == ["later"]
+    assert "could not be opened while building" in skipped[0]["reason"]
+
+
 def test_bad_input_errors_name_the_problem(shared_data: Path, tmp_path: Path) -> None:
     item = s2_item(shared_data)
     bounds, crs = s2_bounds(shared_data)
