@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import rasterio
 from support.cli import run_geoalign
-from support.data import REPO_ROOT
+from support.data import REPO_ROOT, cut_download
 
 EXIT_USER_ERROR = 2
 EXIT_NO_DATA = 3
@@ -30,8 +30,7 @@ def files(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     """The real chip, a cut copy (header readable, later strips not) and an all-no-data copy."""
     folder = tmp_path_factory.mktemp("inputs")
     real = shared_data / "sen1floods11" / "Spain_7370579_S2Hand.tif"
-    data = real.read_bytes()
-    (folder / "cut.tif").write_bytes(data[: int(len(data) * 0.6)])
+    cut_download(real, folder / "cut.tif")
     with rasterio.open(real) as src:
         profile = {**src.profile, "nodata": 0}
         with rasterio.open(folder / "empty.tif", "w", **profile) as dst:

@@ -74,3 +74,11 @@ S2_13_BANDS = [
     "B11",
     "B12",
 ]
+
+
+def cut_download(source: str | Path, out: Path, keep: float = 0.6) -> Path:
+    """The first ``keep`` of a file's bytes, like an interrupted download: the header opens,
+    later strips or tiles fail to read."""
+    data = Path(source).read_bytes()
+    out.write_bytes(data[: int(len(data) * keep)])
+    return out
