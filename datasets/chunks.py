@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from geoalign.chunk_files import file_dtype
 from geoalign.datasets.chunk_cache import MISSING, ChunkStore, default_cache
 from geoalign.datasets.pieces import Piece, window_pieces
 from geoalign.errors import CorruptDataError, DataFileNotFoundError
@@ -73,7 +74,7 @@ class ChunkedArray:
         self.chunks: tuple[int, ...] = tuple(int(c) for c in array.chunks)
         if len(self.shape) < 2:
             raise CorruptDataError(f"array {path!r} of {self.store} has no (y, x) dimensions")
-        self.dtype = np.dtype(array.dtype)
+        self.dtype = file_dtype(array)
         self.fill_value: Any = array.metadata.fill_value
         self.mode: ChunkMode = "zarr"
         self._compressor: str | None = None
@@ -81,9 +82,6 @@ class ChunkedArray:
         if array.metadata.zarr_format == 3:
             self._key_encoding = array.metadata.chunk_key_encoding
             self.mode, self._compressor = _fast_mode(array.metadata.codecs)
-            endian = getattr(array.metadata.codecs[0], "endian", None)
-            if endian is not None and self.dtype.itemsize > 1:
-                self.dtype = self.dtype.newbyteorder("<" if endian.value == "little" else ">")
         self._zarr: Any = None
         self._nbytes = int(np.prod(self.chunks)) * self.dtype.itemsize
         self.held = ChunkStore()
