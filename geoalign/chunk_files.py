@@ -20,7 +20,6 @@ such chunks back the same way.
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ def direct_root(array: zarr.Array[Any]) -> Path | None:
     """
     store = array.store
     metadata = array.metadata
-    if not isinstance(store, LocalStore) or metadata.zarr_format != 3:
+    if not isinstance(store, LocalStore) or not isinstance(metadata, ArrayV3Metadata):
         return None
     codecs = metadata.codecs
     if len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
@@ -86,26 +85,6 @@ def _check_region(array: zarr.Array[Any], start: tuple[int, ...], shape: tuple[i
             )
 
 
-_SCRATCH = threading.local()
-
-
-def _scratch(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
-    """A chunk-sized buffer of this thread, reused from call to call.
-
-    Copying each chunk into a new array costs more than the copy: fresh memory is
-    page-faulted in (about 0.3 ms per MB here), once per chunk.
-    """
-    key = (shape, dtype.str)
-    held: dict[tuple[Any, ...], np.ndarray] | None = getattr(_SCRATCH, "buffers", None)
-    if held is None:
-        held = _SCRATCH.buffers = {}
-    if key not in held:
-        if len(held) >= 8:  # a build writes a few arrays (data, valid) of a few modalities
-            held.clear()
-        held[key] = np.empty(shape, dtype)
-    return held[key]
-
-
 def _write_file(path: Path, data: np.ndarray) -> None:
     """``data``'s bytes into ``path``, through a temporary file renamed into place."""
     partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
@@ -145,12 +124,10 @@ def write_block(array: zarr.Array[Any], start: tuple[int, ...], block: np.ndarra
             for o, c, n in zip(offsets, chunks, block.shape, strict=True)
         )
         piece = data[parts]
-        if piece.shape == chunks and piece.flags.c_contiguous:
-            chunk = piece
-        else:
-            chunk = _scratch(chunks, dtype)
-            if piece.shape != chunks:  # an edge chunk: stored whole, padded with the fill value
-                chunk[...] = array.fill_value
+        if piece.shape == chunks:
+            chunk = np.ascontiguousarray(piece)
+        else:  # an edge chunk: stored at the full chunk shape, padded with the fill value
+            chunk = np.full(chunks, array.fill_value, dtype=dtype)
             chunk[tuple(slice(0, n) for n in piece.shape)] = piece
         coords = tuple(s // c + o for s, c, o in zip(start, chunks, offsets, strict=True))
         path = root / encode_key(coords)
