@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -127,7 +128,6 @@ def write_cube(
         )
         for group_path, ds in label_datasets(plan.labels, plan.grid).items():
             ds.to_zarr(str(store), group=group_path, mode="w", consolidated=False, zarr_format=3)
-    create = set() if done else set(plan.modalities)
     counter = {"n": 0, "total": 0}
 
     def tick(_: Any) -> None:
@@ -137,11 +137,21 @@ def write_cube(
 
     while True:
         datasets, decoding, tiles = _modality_datasets(plan)
-        for name in create:
-            chunk = plan.modalities[name].chunk
-            write_group_metadata(
-                store, name, datasets[name], chunk=chunk, compression=checked_compression
+        # A group is (re)created unless a tile of it is written (writes wait for their group's
+        # arrays): at the start, on a resume after an interruption, and after a skipped asset.
+        started = {tile.group for tile in tiles if tile.key in done}
+        creators = {
+            name: functools.partial(
+                write_group_metadata,
+                store,
+                name,
+                datasets[name],
+                chunk=plan.modalities[name].chunk,
+                compression=checked_compression,
             )
+            for name in plan.modalities
+            if name not in started
+        }
         counter.update(n=len(done), total=len(tiles))
         try:
             with _bounded_gdal_cache():
@@ -153,6 +163,7 @@ def write_cube(
                     fingerprint=fingerprint,
                     on_tile=tick,
                     extra_progress={"unreadable": unreadable},
+                    create=creators,
                 )
             break
         except AssetReadError as error:
@@ -161,11 +172,10 @@ def write_cube(
             # Leave the item out everywhere (as if planning had found it unreadable): its
             # modality is recreated and all its tiles are redone, also those it already filled.
             unreadable.append({"href": error.href, "reason": error.detail})
-            plan, create_list = plan.without_asset(error.href, error.detail)
-            if not create_list:  # not an asset of the plan: nothing to leave out
+            plan, recreated = plan.without_asset(error.href, error.detail)
+            if not recreated:  # not an asset of the plan: nothing to leave out
                 raise
-            create = set(create_list)
-            done -= {tile.key for tile in tiles if tile.group in create}
+            done -= {tile.key for tile in tiles if tile.group in recreated}
             write_progress(
                 store, {"done": sorted(done), "fingerprint": fingerprint, "unreadable": unreadable}
             )

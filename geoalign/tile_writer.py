@@ -22,6 +22,7 @@ import dask.threaded
 import numpy as np
 import xarray as xr
 import zarr
+from dask.delayed import delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from geoalign.chunk_files import write_block
@@ -39,6 +40,7 @@ def write_tiles(
     on_tile: Callable[[Tile], None] | None = None,
     progress_every_s: float = 1.0,
     extra_progress: Mapping[str, Any] | None = None,
+    create: Mapping[str, Callable[[], None]] | None = None,
 ) -> dict[str, int]:
     """Compute and write the ``tiles`` not yet ``done``, recording progress as tiles finish.
 
@@ -48,8 +50,13 @@ def write_tiles(
     last tile, and memory holds a few blocks per worker whatever the area. A tile is recorded in
     the progress file once all its time steps are written (at most every ``progress_every_s``
     seconds, and always when the call ends, also on an error or an interrupt), so a resumed
-    build never redoes it; ``extra_progress`` is recorded with it. The arrays must exist already
-    (see :func:`write_group_metadata`); stored (raw) values are written as they are.
+    build never redoes it; ``extra_progress`` is recorded with it. Stored (raw) values are
+    written as they are.
+
+    The arrays of a group must exist, unless ``create`` holds a function that creates them
+    (:func:`geoalign.cube_store.write_group_metadata`): it then runs as a task of the graph,
+    before the group's first write and alongside the first reads, which release the GIL while
+    GDAL decodes (creating the benchmark's three groups took 0.15 s before the first read).
 
     Scheduler: a ``dask.distributed`` client when one is active (a LocalCluster or any scheduler
     address), else dask's configured local scheduler (threads by default).
@@ -59,7 +66,10 @@ def write_tiles(
         this call (counted from the computed blocks, so the store is not read back).
     """
     counts: dict[str, int] = {name: 0 for name, ds in datasets.items() if "valid" in ds}
+    create = dict(create or {})
     todo = [tile for tile in tiles if tile.key not in done]
+    for name in set(create) - {tile.group for tile in todo}:
+        create.pop(name)()  # nothing to write into the group: its arrays are made here
     if not todo:
         return counts
     stored: list[da.Array] = []
@@ -71,7 +81,7 @@ def write_tiles(
             continue
         ys = _edges([tile.y for tile in tiles if tile.group == name])
         xs = _edges([tile.x for tile in tiles if tile.group == name])
-        blocks = _stored_blocks(path, name, ds, ys, xs)
+        blocks = _stored_blocks(path, name, ds, ys, xs, create.get(name))
         stored.append(blocks)
         row = {start: i for i, start in enumerate(ys[:-1])}
         col = {start: i for i, start in enumerate(xs[:-1])}
@@ -112,7 +122,7 @@ def write_tiles(
                     finished(future.key, future.result())
             finally:
                 client.cancel(futures)
-                _wait_until_idle(client, {blocks.name for blocks in stored})
+                _wait_until_idle(client, {n for blocks in stored for n in _task_names(blocks)})
         else:
             from dask.callbacks import Callback
 
@@ -129,7 +139,12 @@ def _edges(spans: list[slice]) -> list[int]:
 
 
 def _stored_blocks(
-    path: Path, group: str, ds: xr.Dataset, ys: list[int], xs: list[int]
+    path: Path,
+    group: str,
+    ds: xr.Dataset,
+    ys: list[int],
+    xs: list[int],
+    create: Callable[[], None] | None,
 ) -> da.Array:
     """A lazy ``(time, 1, tile row, tile column)`` array of int64 valid-pixel counts.
 
@@ -137,12 +152,11 @@ def _stored_blocks(
     spatial variable of ``ds`` (dims ``(time, y, x)`` or ``(time, band, y, x)``) into the store
     and returns its number of True ``valid`` pixels (0 for groups without ``valid``). The blocks
     are re-chunked to the tile edges ``ys``/``xs`` (a no-op for the cube's own datasets, whose
-    read blocks are tiles), so that no two tasks write one storage chunk.
+    read blocks are tiles), so that no two tasks write one storage chunk. With ``create`` the
+    group's arrays are created and opened by one task that the writes depend on, else opened now.
     """
-    node = zarr.open_group(str(path), mode="r+", path=group)
     names: list[str] = []
     arrays: list[da.Array] = []
-    targets: list[Any] = []
     for var, array in ds.data_vars.items():
         dims = tuple(str(d) for d in array.dims)
         if dims[-2:] != ("y", "x"):
@@ -158,13 +172,15 @@ def _stored_blocks(
         chunks = (1, data.shape[1], tuple(np.diff(ys)), tuple(np.diff(xs)))
         names.append(str(var))
         arrays.append(data.rechunk(chunks))
-        # Every chunk is written, also those equal to the fill value: zarr's default compares
-        # each chunk with it first (NaN-aware array_equal: 0.4 s of CPU on the benchmark).
-        # Uncompressed local arrays are written as chunk files (geoalign.chunk_files).
-        target = node[str(var)]
-        if not isinstance(target, zarr.Array):
-            raise InvalidInputError(f"{path}/{group}/{var} is not a Zarr array: rebuild the cube")
-        targets.append(target.with_config({"write_empty_chunks": True}))
+    token = dask.base.tokenize(str(path), group, *arrays)
+    store_name, arrays_name = (f"geoalign-{what}-{group}-{token}" for what in ("store", "arrays"))
+    targets: Any
+    if create is None:
+        targets = _open_targets(path, group, names)
+    else:
+        targets = delayed(_open_targets, pure=False)(
+            path, group, names, create, dask_key_name=arrays_name
+        )
     steps, nrows, ncols = arrays[0].numblocks[0], len(ys) - 1, len(xs) - 1
     stored: da.Array = da.map_blocks(
         _store_block,
@@ -173,9 +189,33 @@ def _stored_blocks(
         targets=targets,
         dtype=np.int64,
         chunks=((1,) * steps, (1,), (1,) * nrows, (1,) * ncols),
-        name=f"geoalign-store-{group}-{dask.base.tokenize(str(path), group, *arrays)}",
+        name=store_name,
     )
     return stored
+
+
+def _task_names(blocks: da.Array) -> tuple[str, str]:
+    """The names of the tasks that write into the store for ``blocks`` (see _stored_blocks)."""
+    return blocks.name, blocks.name.replace("geoalign-store-", "geoalign-arrays-", 1)
+
+
+def _open_targets(
+    path: Path, group: str, names: list[str], create: Callable[[], None] | None = None
+) -> list[Any]:
+    """The Zarr arrays ``names`` of ``group``, configured for block writes (created first)."""
+    if create is not None:
+        create()
+    node = zarr.open_group(str(path), mode="r+", path=group)
+    targets = []
+    for name in names:
+        target = node[name]
+        if not isinstance(target, zarr.Array):
+            raise InvalidInputError(f"{path}/{group}/{name} is not a Zarr array: rebuild the cube")
+        # Every chunk is written, also those equal to the fill value: zarr's default compares
+        # each chunk with it first (NaN-aware array_equal: 0.4 s of CPU on the benchmark).
+        # Uncompressed local arrays are written as chunk files (geoalign.chunk_files).
+        targets.append(target.with_config({"write_empty_chunks": True}))
+    return targets
 
 
 def _store_block(

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import pystac
 import pytest
@@ -295,6 +296,35 @@ def test_interrupted_build_resumes_without_redoing_tiles(shared_data: Path, tmp_
     a = xr.open_zarr(str(out), group="s2", mask_and_scale=False, consolidated=False)
     b = xr.open_zarr(str(reference), group="s2", mask_and_scale=False, consolidated=False)
     xr.testing.assert_identical(a["data"], b["data"])
+
+
+def test_a_build_interrupted_before_a_group_was_created_resumes(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    # Each group's arrays are created by a task of the build graph, before its first write:
+    # interrupted after the first tile, a store can lack the arrays of a group; resuming makes them.
+    item = s2_item(shared_data)
+    bounds, crs = s2_bounds(shared_data)
+    request = [
+        ModalityRequest("s2", "sentinel-2-l2a", [item], 20, bands=["red"], mask_clouds=False),
+        ModalityRequest("coarse", "sentinel-2-l2a", [item], 60, bands=["nir"], mask_clouds=False),
+    ]
+    kwargs: dict[str, Any] = {"aoi": box(*bounds, crs.to_wkt()), "crs": crs.to_wkt()}
+    out = tmp_path / "resume.zarr"
+
+    def stop_after_one(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with dask.config.set(scheduler="synchronous"), pytest.raises(KeyboardInterrupt):
+        build_cube(out, request, on_tile=stop_after_one, **kwargs)
+    created = {name for name in ("s2", "coarse") if (out / name / "data" / "zarr.json").exists()}
+    assert len(created) == 1  # one group's tile was written, the other group not yet made
+    build_cube(out, request, **kwargs)
+    reference = build_cube(tmp_path / "ref.zarr", request, **kwargs)
+    for group in ("s2", "coarse"):
+        a = open_cube(out)[group].to_dataset()
+        b = open_cube(reference)[group].to_dataset()
+        xr.testing.assert_identical(a[["data", "valid"]], b[["data", "valid"]])
 
 
 def test_existing_output_is_never_overwritten_unless_asked(
