@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from geoalign.cli.options import parse_area
 from geoalign.errors import InvalidInputError
 
 
@@ -49,13 +50,12 @@ def search(
     """Search a STAC API or local catalog and print the items found."""
     from geoalign.search import search_items, write_catalog
 
-    area: Any = aoi
-    if bbox is not None:
-        area = tuple(float(v) for v in bbox.split(","))
+    area = parse_area(bbox, None, aoi)
     query = {"eo:cloud_cover": {"lt": max_cloud}} if max_cloud is not None else None
     items = search_items(
         catalog,
-        aoi=area,
+        aoi=area if bbox is None else None,
+        bbox=area if bbox is not None else None,
         datetime=datetime,
         collections=collection,
         query=query,
@@ -162,14 +162,12 @@ def cube(
 
 def _confirm_size(size: int, limit: float) -> bool:
     """Ask whether to go on with a build above the size limit (False: the user said no)."""
-    import click
-
     try:
         return typer.confirm(
             f"this build writes about {size / 1e9:.2f} GB, above the limit of "
             f"{limit / 1e9:.2f} GB (--max-gb, or max_bytes in the recipe). Go on?"
         )
-    except (click.exceptions.Abort, typer.Abort):
+    except typer.Abort:  # older typer: click's Abort; recent typer: its own
         raise InvalidInputError(
             f"the build (about {size / 1e9:.2f} GB) is above the size limit of "
             f"{limit / 1e9:.2f} GB and no answer came (no terminal input): pass --yes to build "

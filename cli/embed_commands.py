@@ -8,10 +8,11 @@ torch is imported inside ``embed`` only; ``similarity`` never needs it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from geoalign.cli.options import parse_area
 from geoalign.errors import InvalidInputError
 
 
@@ -23,26 +24,6 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
             raise InvalidInputError(f"{option} {value!r}: write NAME=VALUE (e.g. s2=2019-09-18)")
         out[name] = rest
     return out
-
-
-def _area(bbox: str | None, point: str | None, aoi: str | None) -> Any:
-    given = [v for v in (bbox, point, aoi) if v is not None]
-    if len(given) > 1:
-        raise InvalidInputError("give only one of --bbox, --point and --aoi")
-    try:
-        if bbox is not None:
-            values = tuple(float(v) for v in bbox.split(","))
-            if len(values) != 4:
-                raise ValueError
-            return values
-        if point is not None:
-            x, y = (float(v) for v in point.split(","))
-            return {"type": "Point", "coordinates": [x, y]}
-    except ValueError:
-        raise InvalidInputError(
-            f"--bbox {bbox!r} / --point {point!r}: give 'minx,miny,maxx,maxy' or 'x,y' numbers"
-        ) from None
-    return aoi
 
 
 def embed(
@@ -113,7 +94,7 @@ def embed(
         margin=margin,
         dtype=dtype,  # type: ignore[arg-type]
         compress=compress,  # type: ignore[arg-type]
-        aoi=_area(bbox, None, aoi),
+        aoi=parse_area(bbox, None, aoi),
         dates=_pairs(date, "--date") or None,
         batch_size=batch_size,
         device=device,
@@ -164,7 +145,7 @@ def similarity(
     """
     from geoalign.similarity import similarity_map
 
-    area = _area(bbox, point, aoi)
+    area = parse_area(bbox, point, aoi)
     if area is None:
         raise InvalidInputError("give the place to compare with: --point, --bbox or --aoi")
     path = similarity_map(raster, area, out, aoi_crs=crs, overwrite=overwrite)

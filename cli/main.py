@@ -101,14 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(done.exit_code)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except Exception as error:  # click's own usage errors
-        import click
-
-        if isinstance(error, click.exceptions.ClickException):
-            error.show()
-            return int(error.exit_code)
-        if isinstance(error, (click.exceptions.Abort, typer.Abort)):
-            return EXIT_INTERRUPTED
+    except typer.Abort:
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if _is_usage_error(error):  # a missing argument, an unknown option...: click shows it
+            error.show()  # type: ignore[attr-defined]
+            return int(error.exit_code)  # type: ignore[attr-defined]
         if _state["debug"]:
             raise
         from rich.console import Console
@@ -120,6 +118,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     return code if isinstance(code, int) else 0
+
+
+def _is_usage_error(error: Exception) -> bool:
+    """Whether ``error`` is click's report of a bad command line (exit code 2, shown by click).
+
+    Older typer releases raise click's own ``ClickException``; recent ones (0.29) raise the
+    same class from the copy of click they ship, which derives from ``typer.TyperException``.
+    """
+    import click
+
+    bases: tuple[type[Exception], ...] = (click.ClickException,)
+    if hasattr(typer, "TyperException"):
+        bases += (typer.TyperException,)
+    return isinstance(error, bases) and callable(getattr(error, "show", None))
 
 
 def entry_point() -> None:

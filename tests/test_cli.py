@@ -40,6 +40,21 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"geoalign {__version__}"
 
 
+def test_command_line_mistakes_exit_2_with_clicks_usage_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv, message in (
+        (["cube"], "Missing argument 'recipe'"),
+        (["similarity", "x.tif", "--point", "1,2"], "Missing option '--out'"),
+        (["search", "catalog.json", "--nope"], "No such option: --nope"),
+        (["search", "catalog.json", "--max-items", "many"], "Invalid value for '--max-items'"),
+        (["nocommand"], "No such command 'nocommand'"),
+    ):
+        assert main(argv) == EXIT_USER_ERROR, argv
+        err = capsys.readouterr().err
+        assert message in err and "unexpected error" not in err, err
+
+
 def test_recipe_dry_run_then_build_then_info(
     shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -151,13 +151,29 @@ def test_a_finished_cube_is_never_overwritten_unasked(
 def test_search_errors_name_the_catalog_and_what_it_holds(shared_data: Path) -> None:
     catalog = str(shared_data / "stac" / "extracted" / "earth-search__sentinel-2-l2a.json")
     nothing = run_geoalign("search", catalog, "--bbox=10,10,11,11")
-    _fails(nothing, EXIT_NO_DATA, "no STAC items found", "collections ['sentinel-2-l2a']")
+    _fails(nothing, EXIT_NO_DATA, "no STAC items found", "for bbox=[10.0, 10.0, 11.0, 11.0]")
+    assert "collections ['sentinel-2-l2a']" in nothing.stderr
     assert "Widen the area or the time range" in nothing.stderr
     unknown = run_geoalign("search", catalog, "-c", "sentinel-1-rtc")
     _fails(unknown, EXIT_NO_DATA, "None of the collections is in the catalog")
     _fails(run_geoalign("search", catalog, "--bbox=11,10,10,11"), EXIT_USER_ERROR, "inverted")
+    _fails(run_geoalign("search", catalog, "--bbox=10,x,11,11"), EXIT_USER_ERROR, "4 comma")
+    both = run_geoalign("search", catalog, "--bbox=10,10,11,11", "--aoi", "area.geojson")
+    _fails(both, EXIT_USER_ERROR, "--bbox and --aoi were given: give only one")
     missing = run_geoalign("search", "no-such-catalog.json")
     _fails(missing, EXIT_USER_ERROR, "neither a STAC API URL", "existing local catalog file")
+
+
+def test_area_options_name_the_option_and_the_numbers_it_takes(tmp_path: Path) -> None:
+    """``--point``/``--bbox`` are checked before any file is opened, with the form they take."""
+    raster = str(tmp_path / "embeddings.tif")
+    point = run_geoalign("similarity", raster, "--point", "1,x", "-o", str(tmp_path / "s.tif"))
+    _fails(point, EXIT_USER_ERROR, "--point '1,x': give 2 comma-separated numbers, 'x,y'")
+    both = run_geoalign(
+        "similarity", raster, "--point", "1,2", "--bbox", "0,0,1,1", "-o", str(tmp_path / "s.tif")
+    )
+    _fails(both, EXIT_USER_ERROR, "--bbox and --point were given: give only one")
+    assert not list(tmp_path.iterdir())
 
 
 def test_earth_search_grd_is_refused_naming_rtc(shared_data: Path, tmp_path: Path) -> None:
