@@ -80,7 +80,13 @@ def embed(
 
     check_export_dir(out_dir, overwrite=overwrite)  # before torch loads (seconds)
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TimeRemainingColumn,
+    )
 
     from geoalign.models.embed import EmbedOptions, embed_cube
 
@@ -108,10 +114,12 @@ def embed(
         console=console,
         transient=False,
     ) as bar:
-        task = bar.add_task("windows", total=None)
+        tasks: list[TaskID] = []  # the bar appears with the first window, after the checks
 
         def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            if not tasks:
+                tasks.append(bar.add_task("windows", total=total))
+            bar.update(tasks[0], completed=done, total=total)
 
         result = embed_cube(
             checkpoint, cube, out_dir, options, overwrite=overwrite, progress=advance
