@@ -16,8 +16,6 @@ from pyproj import CRS
 from geoalign.errors import (
     CorruptDataError,
     CRSError,
-    DataFileNotFoundError,
-    IncompleteCubeError,
     InvalidInputError,
 )
 
@@ -84,22 +82,14 @@ class GroupMeta:
 
 def check_complete(path: str | os.PathLike[str]) -> Path:
     """The store of a finished local cube; refuses a missing, remote or unfinished one."""
-    from geoalign.cube_store import is_complete
+    from geoalign.cube_store import check_cube
 
     if "://" in os.fspath(path):
         raise InvalidInputError(
             f"cube {os.fspath(path)} is not a local folder: geoalign.datasets reads chunk files "
             "directly for speed; copy the store to a local disk first"
         )
-    store = Path(path)
-    if not store.exists():
-        raise DataFileNotFoundError(f"cube {store} does not exist: build it with build_cube first")
-    if not is_complete(store):
-        raise IncompleteCubeError(
-            f"cube {store} is incomplete: its build was interrupted or is still running. Resume it "
-            "with build_cube(..., resume=True) (CLI: geoalign cube RECIPE) before sampling it"
-        )
-    return store
+    return check_cube(path, purpose="sampling")
 
 
 def cube_groups(path: str | os.PathLike[str]) -> dict[str, GroupKind]:

@@ -212,11 +212,14 @@ def finalize_store(path: Path, attrs: Mapping[str, Any]) -> None:
     _progress_path(path).unlink(missing_ok=True)
 
 
-def open_cube(path: str | os.PathLike[str]) -> xr.DataTree:
-    """Open a finished cube lazily as a DataTree (one group per modality and label layer).
+def check_cube(path: str | os.PathLike[str], *, purpose: str = "using") -> Path:
+    """The path of a finished cube; refuses a missing path, a non-cube and an unfinished build.
+
+    ``purpose`` ends the message about an unfinished build ("... before using it").
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
+        DataFileNotFoundError: ``path`` does not exist.
+        InvalidInputError: ``path`` is a file, or a folder that is not a Zarr store.
         IncompleteCubeError: The build of ``path`` did not finish; resume it first.
     """
     store = Path(path)
@@ -224,11 +227,28 @@ def open_cube(path: str | os.PathLike[str]) -> xr.DataTree:
         from geoalign.errors import DataFileNotFoundError
 
         raise DataFileNotFoundError(f"cube {store} does not exist: build it with build_cube first")
+    started = store.is_dir() and ((store / "zarr.json").exists() or _progress_path(store).exists())
+    if not started:
+        what = "a folder without zarr.json" if store.is_dir() else "a file"
+        raise InvalidInputError(
+            f"{store} is not a geoalign cube: it is {what}, and a cube is the Zarr folder that "
+            "build_cube writes (CLI: geoalign cube RECIPE); give that folder's path"
+        )
     if not is_complete(store):
         raise IncompleteCubeError(
             f"cube {store} is incomplete: its build was interrupted or is still running. Resume it "
-            "with build_cube(..., resume=True) (CLI: geoalign cube RECIPE) before using it"
+            f"with build_cube(..., resume=True) (CLI: geoalign cube RECIPE) before {purpose} it"
         )
+    return store
+
+
+def open_cube(path: str | os.PathLike[str]) -> xr.DataTree:
+    """Open a finished cube lazily as a DataTree (one group per modality and label layer).
+
+    Raises:
+        DataFileNotFoundError, InvalidInputError, IncompleteCubeError: see :func:`check_cube`.
+    """
+    store = check_cube(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)  # see finalize_store
         return xr.open_datatree(str(store), engine="zarr", consolidated=True, chunks={})

@@ -219,6 +219,12 @@ def test_errors_name_the_problem_and_the_fix(s2_cube: Path, tmp_path: Path) -> N
         open_cube_dataset(s2_cube, ["s2", "s9"])
     with pytest.raises(DataFileNotFoundError, match="build it"):
         CubeDataset(tmp_path / "nothing.zarr", "s2")
+    (tmp_path / "file.zarr").write_text("not a store")
+    with pytest.raises(InvalidInputError, match="is not a geoalign cube: it is a file"):
+        open_cube_dataset(tmp_path / "file.zarr")
+    (tmp_path / "empty.zarr").mkdir()
+    with pytest.raises(InvalidInputError, match="a folder without zarr.json.*geoalign cube RECIPE"):
+        open_cube_dataset(tmp_path / "empty.zarr")
     with pytest.raises(InvalidInputError, match="local disk"):
         CubeDataset("s3://bucket/cube.zarr", "s2")
     unfinished = tmp_path / "unfinished.zarr"
