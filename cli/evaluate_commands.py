@@ -17,7 +17,7 @@ from geoalign.errors import InvalidInputError
 def evaluate(
     config: Annotated[Path, typer.Argument(help="Evaluation config (YAML).")],
     output_dir: Annotated[
-        Path | None, typer.Option(help="Override output_dir (results go to <output_dir>/<name>).")
+        Path | None, typer.Option(help="Override output_dir (results go to OUTPUT_DIR/NAME).")
     ] = None,
     overwrite: Annotated[
         bool,
@@ -35,7 +35,7 @@ def evaluate(
         typer.Option(
             "--fast-dev-run",
             help="Smoke-test the config: first seed, few samples, two training steps, "
-            "results in <name>-fast-dev-run.",
+            "results in NAME-fast-dev-run.",
         ),
     ] = False,
 ) -> None:
@@ -44,8 +44,8 @@ def evaluate(
     Rows: pretraining variant / protocol, and supervised baselines; columns: downstream
     modality subsets; cells: mean +- std over seeds.
 
-    Writes table_<regime>.md/.csv/.png, results.csv, confusion matrices and one JSON per
-    finished cell below <output_dir>/<name>/.
+    Writes table_REGIME.md/.csv/.png, results.csv, confusion matrices and one JSON per
+    finished cell below OUTPUT_DIR/NAME/.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

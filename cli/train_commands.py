@@ -41,7 +41,7 @@ def pretrain(
 
     The config names the data, encoders, loss, views and trainer (see tutorials/configs/).
 
-    Checkpoints and CSV/TensorBoard logs go to <output_dir>/<name>/.
+    Checkpoints and CSV/TensorBoard logs go to OUTPUT_DIR/NAME/.
 
     Cross-modal retrieval on held-out locations (top-1, top-5) is printed at the end.
     """

@@ -40,6 +40,17 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"geoalign {__version__}"
 
 
+def test_command_help_joins_docstring_lines_into_paragraphs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["cube", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "the fastest choice on one machine; use --workers or --scheduler to run" in out, out
+    assert main(["evaluate", "--help"]) == 0
+    assert "one JSON per finished cell below OUTPUT_DIR/NAME/." in capsys.readouterr().out
+
+
 def test_command_line_mistakes_exit_2_with_clicks_usage_message(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
