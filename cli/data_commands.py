@@ -19,18 +19,19 @@ from geoalign.errors import InvalidInputError
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from geoalign.cli.console import plain_console
 
     table = Table(title=title)
     if not rows:
-        Console().print(f"{title}: nothing")
+        plain_console().print(f"{title}: nothing")
         return
     for column in rows[0]:
         table.add_column(str(column), overflow="fold")
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
-    Console().print(table)
+    plain_console().print(table)
 
 
 def search(
@@ -107,14 +108,15 @@ def cube(
     By default the build uses dask's threaded scheduler, the fastest choice on one machine; use
     --workers or --scheduler to run the same build on a dask.distributed cluster.
     """
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.text import Text
 
+    from geoalign.cli.console import plain_console
     from geoalign.recipe import load_recipe
     from geoalign.recipe_build import plan_recipe, recipe_output, search_recipe
     from geoalign.recipe_estimate import estimate_build, format_seconds
 
-    console = Console()
+    console = plain_console()
     if max_gb is not None and max_gb <= 0:
         raise InvalidInputError(f"--max-gb {max_gb}: give a positive size in GB")
     parsed, base = load_recipe(recipe)
@@ -154,7 +156,7 @@ def cube(
             progress.update(task, completed=done, total=total)
 
         path = run.write(overwrite=overwrite, on_tile=on_tile)
-    console.print(f"[green]cube written:[/] {path}")
+    console.print(Text.assemble(("cube written:", "green"), f" {path}"))
     from geoalign.summary import summarize
 
     _print_skipped(summarize(path))

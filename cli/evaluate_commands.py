@@ -47,9 +47,9 @@ def evaluate(
     Writes table_REGIME.md/.csv/.png, results.csv, confusion matrices and one JSON per
     finished cell below OUTPUT_DIR/NAME/.
     """
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from geoalign.cli.console import plain_console
     from geoalign.models.evaluation import EvaluationConfig, run_evaluation
 
     parsed = EvaluationConfig.from_yaml(config)
@@ -67,7 +67,7 @@ def evaluate(
         updates["seeds"] = values
     if updates:
         parsed = parsed.model_copy(update=updates)
-    console = Console()
+    console = plain_console()
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

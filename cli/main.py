@@ -94,9 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     except GeoAlignError as error:
         if _state["debug"]:
             raise
-        from rich.console import Console
+        from rich.text import Text
 
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {error}", highlight=False)
+        from geoalign.cli.console import plain_console
+
+        plain_console(stderr=True).print(Text.assemble(("error:", "bold red"), f" {error}"))
         return EXIT_NO_DATA if isinstance(error, NoDataFoundError) else EXIT_USER_ERROR
     except typer.Exit as done:
         return int(done.exit_code)
@@ -110,12 +112,16 @@ def main(argv: list[str] | None = None) -> int:
             return int(error.exit_code)  # type: ignore[attr-defined]
         if _state["debug"]:
             raise
-        from rich.console import Console
+        from rich.text import Text
 
-        Console(stderr=True, soft_wrap=True).print(
-            f"[bold red]unexpected error:[/] {type(error).__name__}: {error}\n"
-            "Run again with --debug for the full traceback, and please report it.",
-            highlight=False,
+        from geoalign.cli.console import plain_console
+
+        plain_console(stderr=True).print(
+            Text.assemble(
+                ("unexpected error:", "bold red"),
+                f" {type(error).__name__}: {error}\n"
+                "Run again with --debug for the full traceback, and please report it.",
+            )
         )
         return 1
     return code if isinstance(code, int) else 0

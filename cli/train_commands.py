@@ -75,10 +75,11 @@ def pretrain(
 def _summary(
     metrics: dict[str, float], last: Path | None, best: Path | None, fast_dev_run: bool
 ) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from geoalign.cli.console import plain_console
+
+    console = plain_console()
     rows = sorted(k for k in metrics if k.startswith("val/") and "top" in k)
     if rows:
         table = Table(title="cross-modal retrieval on held-out locations")

@@ -77,8 +77,10 @@ def _fails(done: subprocess.CompletedProcess[str], code: int, *fragments: str) -
         ("[200, 38.0, 201, 38.1]", "", ["outside lon [-180, 180]", "aoi_crs"]),
         (CHIP_BBOX, "crs: EPSG:999999\n", ["not a CRS that PROJ knows", "EPSG:32633"]),
         (CHIP_BBOX, "crs: EPSG:4326\n", ["geographic", "projected CRS"]),
+        # brackets in a message print as they are (rich would read "[minx, ...]" as markup)
+        ("[-0.7837, 38.0847, -0.7377]", "", ["3 numbers: a bbox is [minx, miny, maxx, maxy]"]),
     ],
-    ids=["inverted-bbox", "bbox-out-of-range", "unknown-crs", "geographic-crs"],
+    ids=["inverted-bbox", "bbox-out-of-range", "unknown-crs", "geographic-crs", "three-numbers"],
 )
 def test_bad_area_or_grid_is_refused_before_anything_is_written(
     aoi: str, extra: str, fragments: list[str], files: dict[str, Path], tmp_path: Path
