@@ -19,16 +19,19 @@ from geoalign.errors import InvalidInputError
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> None:
+    from rich import box
     from rich.table import Table
 
     from geoalign.cli.console import plain_console
 
-    table = Table(title=title)
+    table = Table(title=title, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     if not rows:
         plain_console().print(f"{title}: nothing")
         return
     for column in rows[0]:
-        table.add_column(str(column), overflow="fold")
+        # single-token columns (names, sizes, dates) keep one line; text columns wrap at spaces
+        single_token = all(" " not in str(row[column]) for row in rows)
+        table.add_column(str(column), overflow="fold", no_wrap=single_token)
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
     plain_console().print(table)

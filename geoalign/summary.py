@@ -192,18 +192,27 @@ def _dates(dates: tuple[str, ...]) -> str:
     return f"{dates[0]}..{dates[-1]} ({len(dates)})"
 
 
-def summary_table(summaries: list[ModalitySummary]) -> list[dict[str, Any]]:
-    """Rows for printing (CLI) or a DataFrame."""
-    return [
-        {
+def summary_table(
+    summaries: list[ModalitySummary], *, bands_shown: int = 4
+) -> list[dict[str, Any]]:
+    """Rows for printing (CLI) or a DataFrame, one per modality.
+
+    Band names are cut after ``bands_shown`` (the count is in ``t,b,y,x``); the ``skipped`` column
+    (items whose assets could not be read) appears only when a modality skipped some.
+    """
+    any_skipped = any(s.skipped for s in summaries)
+    rows = []
+    for s in summaries:
+        bands = ", ".join(s.bands[:bands_shown]) + (", ..." if len(s.bands) > bands_shown else "")
+        row: dict[str, Any] = {
             "modality": s.name,
             "sensor": s.sensor,
             "res": s.resolution,
             "t,b,y,x": "x".join(str(v) for v in s.shape),
-            "bands": ",".join(s.bands[:6]) + ("..." if len(s.bands) > 6 else ""),
             "dates": _dates(s.dates),
             "valid": f"{100 * s.valid_fraction:.1f}%",
-            "skipped": len(s.skipped),
         }
-        for s in summaries
-    ]
+        if any_skipped:
+            row["skipped"] = len(s.skipped)
+        rows.append({**row, "bands": bands})
+    return rows

@@ -67,7 +67,10 @@ def test_command_line_mistakes_exit_2_with_clicks_usage_message(
 
 
 def test_recipe_dry_run_then_build_then_info(
-    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    shared_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     del shared_data  # the recipe reads the real Sen1Floods11 chip
     recipe = tmp_path / "recipe.yaml"
@@ -93,6 +96,14 @@ def test_recipe_dry_run_then_build_then_info(
     summary = json.loads(out[: out.rindex("]") + 1])
     assert {s["name"] for s in summary} == {"s1", "s2"}
     assert (tmp_path / "ql" / "s1_vv_vh.png").exists()
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["info", str(tmp_path / "cube.zarr")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in table) <= 80
+    s1_row = next(line.split() for line in table if line.strip().startswith("s1 "))
+    # short values on one line, band names whole; no 'skipped' column when nothing was skipped
+    expected = "s1 sen1floods11-s1 10.0 1x2x521x416 2019-09-17 89.9% vv, vh"
+    assert s1_row == expected.split() and "skipped" not in "".join(table)
     # a second build refuses to overwrite
     assert main(["cube", str(recipe)]) == EXIT_USER_ERROR
     assert "overwrite" in capsys.readouterr().err
