@@ -23,6 +23,9 @@ def pretrain(
     output_dir: Annotated[
         Path | None, typer.Option(help="Override trainer.output_dir (runs go below it).")
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier run of the same name.")
+    ] = False,
     max_epochs: Annotated[int | None, typer.Option(help="Override trainer.max_epochs.")] = None,
     accelerator: Annotated[
         str | None, typer.Option(help="Override trainer.accelerator (cpu, gpu, auto).")
@@ -68,7 +71,7 @@ def pretrain(
             {k: str(v) if isinstance(v, Path) else v for k, v in overrides.items()}
         )
         parsed = PretrainConfig.from_dict(merged)
-    result = run_pretraining(parsed, resume=resume, fast_dev_run=fast_dev_run)
+    result = run_pretraining(parsed, resume=resume, overwrite=overwrite, fast_dev_run=fast_dev_run)
     _summary(result.metrics, result.last_checkpoint, result.best_checkpoint, fast_dev_run)
 
 

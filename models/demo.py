@@ -285,7 +285,8 @@ def _pretrain(
 
     config_path = folder / "pretrain.yaml"
     config_path.write_text(
-        "# The pretraining `geoalign demo` ran; again with: geoalign pretrain pretrain.yaml\n"
+        "# The pretraining `geoalign demo` ran; again (replacing runs/demo) with: "
+        "geoalign pretrain pretrain.yaml --overwrite\n"
         + yaml.safe_dump(pretrain_mapping(settings), sort_keys=False)
     )
     config = PretrainConfig.from_yaml(config_path)

@@ -2,19 +2,22 @@
 
     result = pretrain(PretrainConfig.from_yaml("houston.yaml"))
     result = pretrain(config, resume="last")          # continue an interrupted run exactly
+    result = pretrain(config, overwrite=True)         # replace an earlier run of the same name
 
 A run writes to ``<trainer.output_dir>/<name>/``: ``config.yaml`` (the resolved config),
 ``checkpoints/`` (``last.ckpt``, the latest ``epochNNN.ckpt`` and, with validation, the
 ``best-epochNNN.ckpt`` of the best retrieval top-1), ``csv/`` (metrics) and
 ``tensorboard/``. Resuming restores weights, optimizer, schedule, loop counters and RNG
 states; batches and views are seeded from ``(seed, epoch, batch)``, so a run resumed from an
-epoch checkpoint ends with the same weights as one that was never interrupted.
+epoch checkpoint ends with the same weights as one that was never interrupted. A fresh run never
+writes into the folder of an earlier one (checkpoints and logs of two runs would mix).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +27,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 
-from geoalign.errors import DataFileNotFoundError, InvalidInputError
+from geoalign.errors import DataFileNotFoundError, InvalidInputError, OutputExistsError
 from geoalign.models.array_data import ArrayDataModule
 from geoalign.models.config import (
     ArrayDataConfig,
@@ -92,6 +95,38 @@ def _resume_path(config: PretrainConfig, resume: str | os.PathLike[str] | None) 
     if not path.is_file():
         raise DataFileNotFoundError(f"checkpoint {path} to resume from does not exist")
     return str(path)
+
+
+def _claim_run_dir(config: PretrainConfig, *, overwrite: bool) -> None:
+    """Make sure a fresh run starts in an empty folder: refuse an earlier run's, or delete it.
+
+    Only the first process acts (DDP workers re-enter ``pretrain`` while rank 0 waits in ``fit``).
+
+    Raises:
+        OutputExistsError: ``run_dir(config)`` holds files and ``overwrite`` is False, or it holds
+            files but no ``config.yaml`` (not a run folder: never deleted).
+    """
+    from lightning.pytorch.utilities import rank_zero_only
+
+    folder = run_dir(config)
+    rank = getattr(rank_zero_only, "rank", 0)  # set by Lightning from the launcher's variables
+    if rank != 0 or not folder.is_dir() or not any(folder.iterdir()):
+        return
+    if overwrite and (folder / "config.yaml").is_file():
+        shutil.rmtree(folder)
+        return
+    if overwrite:
+        raise OutputExistsError(
+            f"{folder} holds files but is not a pretraining run (no config.yaml): refusing to "
+            "delete it; choose another name or trainer.output_dir (CLI: --output-dir)"
+        )
+    last = folder / "checkpoints" / "last.ckpt"
+    hint = "resume='last' (CLI: --resume last) to continue it, " if last.is_file() else ""
+    raise OutputExistsError(
+        f"{folder} already holds the run {config.name!r}: pass {hint}overwrite=True (CLI: "
+        "--overwrite) to replace it, or choose another name or trainer.output_dir (CLI: "
+        "--output-dir)"
+    )
 
 
 def _loggers(config: PretrainConfig, folder: Path) -> list[Any]:
@@ -203,6 +238,7 @@ def pretrain(
     config: PretrainConfig,
     *,
     resume: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
     fast_dev_run: bool | int = False,
     callbacks: Sequence[Callback] = (),
 ) -> PretrainResult:
@@ -211,6 +247,8 @@ def pretrain(
     Args:
         config: A validated config (see :class:`PretrainConfig`).
         resume: ``"last"`` (the run's ``last.ckpt``) or a checkpoint path; None starts afresh.
+        overwrite: Starting afresh, delete an earlier run of the same name and output folder
+            first (without it, such a run is an error).
         fast_dev_run: Run 1 (or n) training and validation batches only, without logs or
             checkpoints (a smoke test of the config).
         callbacks: Extra Lightning callbacks.
@@ -221,9 +259,12 @@ def pretrain(
     Raises:
         DataFileNotFoundError: Missing data or checkpoint.
         InvalidInputError: A config that does not fit the data.
+        OutputExistsError: Starting afresh where an earlier run is, without ``overwrite``.
     """
     L.seed_everything(config.seed, workers=True, verbose=False)
     ckpt_path = _resume_path(config, resume)
+    if ckpt_path is None and not fast_dev_run:
+        _claim_run_dir(config, overwrite=overwrite)
     datamodule = make_datamodule(config)
     specs: dict[str, ModalitySpec] = datamodule.specs()
     task = ContrastivePretraining(config, specs)

@@ -10,7 +10,7 @@ from support.data import REPO_ROOT
 from typer.testing import CliRunner
 
 from geoalign.cli import train_commands
-from geoalign.errors import DataFileNotFoundError, InvalidInputError
+from geoalign.errors import DataFileNotFoundError, InvalidInputError, OutputExistsError
 from geoalign.models import PretrainConfig, pretrain
 
 CONFIGS = REPO_ROOT / "tutorials" / "configs"
@@ -100,23 +100,16 @@ def test_cli_pretrain_runs_a_config_with_overrides(shared_data: Path, tmp_path: 
         "batch_size: 128", "batch_size: 1024"
     )
     config.write_text(text)
-    result = CliRunner().invoke(
-        _app(),
-        [
-            "pretrain",
-            str(config),
-            "--max-epochs",
-            "1",
-            "--output-dir",
-            str(tmp_path / "runs"),
-            "--accelerator",
-            "cpu",
-        ],
-    )
+    args = ["pretrain", str(config), "--max-epochs", "1", "--output-dir", str(tmp_path / "runs")]
+    result = CliRunner().invoke(_app(), [*args, "--accelerator", "cpu"])
     assert result.exit_code == 0, result.output
     assert "top1" in result.output and "last checkpoint" in result.output
     assert (tmp_path / "runs" / "houston2013_pixels" / "checkpoints" / "last.ckpt").is_file()
     saved = PretrainConfig.from_yaml(tmp_path / "runs" / "houston2013_pixels" / "config.yaml")
     assert saved.trainer.max_epochs == 1
+    again = CliRunner().invoke(_app(), args)
+    assert isinstance(again.exception, OutputExistsError), again.output
+    assert "--overwrite" in str(again.exception)
+    assert CliRunner().invoke(_app(), [*args, "--overwrite"]).exit_code == 0
     bad = CliRunner().invoke(_app(), ["pretrain", str(config), "--max-epochs", "0"])
     assert isinstance(bad.exception, InvalidInputError)

@@ -10,7 +10,7 @@ import lightning as L
 import pytest
 import torch
 
-from geoalign.errors import DataFileNotFoundError, InvalidInputError
+from geoalign.errors import DataFileNotFoundError, InvalidInputError, OutputExistsError
 from geoalign.models import ContrastivePretraining, PretrainConfig, pretrain
 from geoalign.models.houston import HoustonDataModule, load_houston2013, split_pairs
 
@@ -119,6 +119,22 @@ def test_fit_checkpoint_and_exact_resume(tmp_path: Path, houston: Path):
     torch.testing.assert_close(embeddings["lidar"].norm(dim=1), torch.ones(4))
     with pytest.raises(DataFileNotFoundError, match="last.ckpt"):
         pretrain(config(tmp_path / "c", houston), resume="last")
+    # a fresh run never writes into an earlier run's folder; overwrite=True replaces that run
+    with pytest.raises(OutputExistsError, match="holds the run 'houston'.*--resume last"):
+        pretrain(config(tmp_path / "b", houston))
+    replaced = pretrain(
+        config(tmp_path / "b", houston), overwrite=True, callbacks=[StopAfterEpochs(1)]
+    )
+    assert replaced.last_checkpoint is not None
+    assert torch.load(replaced.last_checkpoint)["epoch"] == 0  # not the resumed run's epoch 1
+    assert [p.name for p in (replaced.run_dir / "csv").iterdir()] == ["version_0"]
+    assert not list((replaced.run_dir / "checkpoints").glob("epoch001*"))
+    stranger = tmp_path / "d" / "houston"
+    stranger.mkdir(parents=True)
+    (stranger / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputExistsError, match="not a pretraining run.*refusing to delete"):
+        pretrain(config(tmp_path / "d", houston), overwrite=True)
+    assert (stranger / "notes.txt").read_text() == "keep me"
 
 
 @pytest.mark.slow

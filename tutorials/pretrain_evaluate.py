@@ -86,7 +86,7 @@ mapping["modalities"] = {name: mapping["modalities"][name] for name in sensors}
 mapping["trainer"]["log_every_n_steps"] = 1
 mapping["data"]["window"] = 6  # pixels of the sampling grid (10 m without the 30 m HSI): 60 m
 config = PretrainConfig.from_dict(mapping, base=out)
-run = pretrain(config)
+run = pretrain(config, overwrite=True)  # this tutorial's own run: replace it when re-run
 print({k: round(v, 3) for k, v in run.metrics.items() if k.startswith("val/") and "/" not in k[4:]})
 
 metrics = pd.concat(pd.read_csv(p) for p in (run.run_dir / "csv").rglob("metrics.csv"))

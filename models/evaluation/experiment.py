@@ -270,7 +270,8 @@ class _Encoders:
         if (folder / "done.json").is_file() and last.is_file():
             return last
         resume = "last" if last.is_file() else None
-        result = pretrain(config, resume=resume)
+        # the experiment owns its run folders: an unfinished run without last.ckpt starts over
+        result = pretrain(config, resume=resume, overwrite=resume is None)
         if result.last_checkpoint is None:
             raise InvalidInputError(f"pretraining {config.name} saved no checkpoint")
         (folder / "done.json").write_text(json.dumps(result.metrics, indent=1))
