@@ -60,7 +60,8 @@ def test_demo_runs_every_step(quick_demo: tuple[Path, str]) -> None:
     table = (folder / "evaluation" / "table.md").read_text()
     for row in ("random init / linear probe", "contrastive pretraining / linear probe"):
         line = next(ln for ln in table.splitlines() if ln.startswith(f"| {row} |"))
-        assert line.count("±") == 6, line  # s2, s1, ortho, lidar, hsi, all 5
+        cells = [c.strip() for c in line.strip("|").split("|")[1:]]
+        assert len(cells) == 6 and all(float(c) >= 0 for c in cells), line  # one seed: no ±
     assert "pretrained + probe" in out and "random init + probe" in out  # the printed table
     assert "on 0.36 km2" in out  # the quick area (600 m), not the full one
     # the embedding raster is a valid COG with one band per dimension, georeferenced

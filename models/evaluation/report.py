@@ -1,9 +1,10 @@
 """Result tables (Markdown, CSV), a bar-chart figure and confusion matrices.
 
     table = ResultTable.from_cells(cells, rows, columns, regime="all", metric="oa")
-    print(table.markdown())     # | pretraining | lidar | hsi+lidar |  cells "66.4 ± 1.1 (3)"
+    print(table.markdown())     # | pretraining | lidar | hsi+lidar |  cells "66.4 ± 1.1"
 
-Cells are the mean ± standard deviation (``ddof=1``; 0 with one seed) over seeds; fractions
+Cells are the mean ± standard deviation (``ddof=1``) over seeds, the value alone for one seed (the
+CSV then has an empty std); fractions
 (OA, F1, mIoU, accuracy) are shown in percent, errors (RMSE, MAE) and R^2 as they are.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,22 +73,22 @@ class ResultTable:
         if not found:
             return None
         a = np.asarray(found) * self.scale
-        return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0, int(a.size)
+        return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else math.nan, int(a.size)
 
     def text(self, row: str, column: str) -> str:
-        """``66.4 ± 1.1`` (or ``-`` without a result)."""
+        """``66.4 ± 1.1``, ``66.4`` for one seed, or ``-`` without a result."""
         s = self.stats(row, column)
         if s is None:
             return "-"
         digits = 1 if self.scale == 100.0 else 3
-        return f"{s[0]:.{digits}f} ± {s[1]:.{digits}f}"
+        return f"{s[0]:.{digits}f}" + (f" ± {s[1]:.{digits}f}" if s[2] > 1 else "")
 
     def markdown(self) -> str:
         """A Markdown table: rows x columns, cells mean ± std over seeds."""
         unit = " (%)" if self.scale == 100.0 else ""
         head = "| pretraining / protocol | " + " | ".join(self.columns) + " |"
         lines = [
-            f"{self.metric}{unit}, label regime {self.regime}, mean ± std over seeds",
+            f"{self.metric}{unit}, label regime {self.regime}, {self._seeds_note()}",
             "",
             head,
             "|---|" + "---|" * len(self.columns),
@@ -94,6 +96,10 @@ class ResultTable:
         for row in self.rows:
             lines.append(f"| {row} | " + " | ".join(self.text(row, c) for c in self.columns) + " |")
         return "\n".join(lines) + "\n"
+
+    def _seeds_note(self) -> str:
+        seeds = {len(v) for v in self.values.values() if v}
+        return "one seed" if seeds == {1} else "mean ± std over seeds"
 
     def csv(self) -> str:
         """CSV: row, column, mean, std, seeds (display units)."""
@@ -105,7 +111,11 @@ class ResultTable:
                 s = self.stats(row, column)
                 if s is not None:
                     writer.writerow(
-                        [row, column, self.regime, self.metric, f"{s[0]:.4f}", f"{s[1]:.4f}", s[2]]
+                        [
+                            *(row, column, self.regime, self.metric, f"{s[0]:.4f}"),
+                            f"{s[1]:.4f}" if s[2] > 1 else "",
+                            s[2],
+                        ]
                     )
         return out.getvalue()
 
@@ -128,7 +138,7 @@ def plot_table(table: ResultTable, path: Path, title: str) -> Path:
             if s is not None:
                 xs.append(j + (i - (len(rows) - 1) / 2) * width)
                 means.append(s[0])
-                errors.append(s[1])
+                errors.append(s[1] if s[2] > 1 else 0.0)  # no error bar for one seed
         ax.bar(xs, means, width, yerr=errors, capsize=2, label=row, color=cmap(i % 20))
     ax.set_xticks(range(len(columns)), columns)
     ax.set_xlabel("downstream modalities")

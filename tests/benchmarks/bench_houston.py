@@ -76,7 +76,8 @@ def main() -> None:
             if stats is None:
                 sys.exit(f"no result for row {row!r}")
             out[key] = round(stats[0], 2)
-            out[key.removesuffix("_oa") + "_std"] = round(stats[1], 2)
+            std = round(stats[1], 2) if stats[2] > 1 else None  # undefined for one seed
+            out[key.removesuffix("_oa") + "_std"] = std
     out["seeds"] = raw["seeds"]
     out["seconds"] = round(time.perf_counter() - start, 1)
     line = json.dumps(out)
