@@ -107,7 +107,7 @@ def embed(
     )
     console = plain_console()
     with Progress(
-        "[progress.description]{task.description}",
+        *Progress.get_default_columns()[:1],  # the description (a plain string would print markup)
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),

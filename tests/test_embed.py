@@ -424,7 +424,8 @@ def test_cli_embed_and_similarity_like_a_user(checkpoint: Path, cube: Path, tmp_
     proc = run_geoalign(*command, "--tile", "32")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"raster dense: {out / 'embeddings.tif'}" in proc.stdout.replace("\n", "")
-    assert "STAC item" in proc.stdout
+    assert "STAC item" in proc.stdout and "windows" in proc.stdout  # the progress bar
+    assert "[" not in proc.stdout  # printed as text, no markup tags
     assert cog_validate(str(out / "embeddings.tif"))[0]
     again = run_geoalign(*command)
     assert again.returncode == 2 and "--overwrite" in again.stderr
