@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from affine import Affine
+from odc.geo.geobox import GeoBox
 from rasterio.features import geometry_mask
 from rasterio.windows import Window, from_bounds
 
@@ -58,7 +59,8 @@ def query_embedding(
         raise InvalidInputError(
             f"the area of interest {tuple(round(v, 1) for v in (x0, y0, x1, y1))} (in "
             f"EPSG:{geobox.crs.epsg}) lies outside the embedding raster {info.path} "
-            f"{tuple(round(v, 1) for v in (left, bottom, right, top))}: give a place it covers"
+            f"{tuple(round(v, 1) for v in (left, bottom, right, top))}, which covers lon/lat "
+            f"{_lonlat_bounds(geobox)}: give a place it covers"
         )
     height, width = geobox.shape.yx
     window = from_bounds(
@@ -90,6 +92,11 @@ def query_embedding(
         raise NoDataFoundError("the mean embedding of the area of interest is zero")
     result: np.ndarray = (mean / norm).astype(np.float32)
     return result
+
+
+def _lonlat_bounds(geobox: GeoBox) -> tuple[float, ...]:
+    """``(min lon, min lat, max lon, max lat)`` of a geobox, in degrees rounded to 1e-4."""
+    return tuple(round(v, 4) for v in geobox.extent.to_crs("EPSG:4326").boundingbox)
 
 
 def similarity_map(

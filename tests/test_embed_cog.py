@@ -155,7 +155,7 @@ def test_similarity_map_for_a_point_and_a_polygon(tmp_path: Path, field_values: 
     query = query_embedding(path, lonlat)
     inside = field_values[:, 20:30, 10:20].reshape(8, -1).mean(axis=1)
     np.testing.assert_allclose(query, inside / np.linalg.norm(inside), atol=5e-3)
-    with pytest.raises(InvalidInputError, match="outside"):
+    with pytest.raises(InvalidInputError, match=r"outside.*which covers lon/lat \(-?\d"):
         similarity_map(path, (10.0, 50.0), tmp_path / "far.tif")
     with pytest.raises(NoDataFoundError, match="no pixel"):
         query_embedding(path, (694000.0 + 1405, 4220000.0 - 505), aoi_crs=32630)  # the hole
