@@ -88,7 +88,7 @@ class ResultTable:
         unit = " (%)" if self.scale == 100.0 else ""
         head = "| pretraining / protocol | " + " | ".join(self.columns) + " |"
         lines = [
-            f"{self.metric}{unit}, label regime {self.regime}, {self._seeds_note()}",
+            f"{self.metric}{unit}, label regime {self.regime}, {self.seeds_note()}",
             "",
             head,
             "|---|" + "---|" * len(self.columns),
@@ -97,7 +97,8 @@ class ResultTable:
             lines.append(f"| {row} | " + " | ".join(self.text(row, c) for c in self.columns) + " |")
         return "\n".join(lines) + "\n"
 
-    def _seeds_note(self) -> str:
+    def seeds_note(self) -> str:
+        """``one seed`` or ``mean ± std over seeds`` (what the cells show)."""
         seeds = {len(v) for v in self.values.values() if v}
         return "one seed" if seeds == {1} else "mean ± std over seeds"
 
@@ -138,13 +139,16 @@ def plot_table(table: ResultTable, path: Path, title: str) -> Path:
             if s is not None:
                 xs.append(j + (i - (len(rows) - 1) / 2) * width)
                 means.append(s[0])
-                errors.append(s[1] if s[2] > 1 else 0.0)  # no error bar for one seed
-        ax.bar(xs, means, width, yerr=errors, capsize=2, label=row, color=cmap(i % 20))
+                errors.append(s[1] if s[2] > 1 else 0.0)
+        bars = errors if any(errors) else None  # no error bars for one seed
+        ax.bar(xs, means, width, yerr=bars, capsize=2, label=row, color=cmap(i % 20))
     ax.set_xticks(range(len(columns)), columns)
     ax.set_xlabel("downstream modalities")
     unit = " (%)" if table.scale == 100.0 else ""
     ax.set_ylabel(f"{table.metric}{unit}")
-    ax.set_title(f"{title}: {table.metric}, labels {table.regime}")
+    ax.set_title(
+        f"{title}\n{table.metric}, labels {table.regime}, {table.seeds_note()}", fontsize=10
+    )
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
