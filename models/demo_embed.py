@@ -57,6 +57,7 @@ def _similarity_png(raster: Path, point: tuple[float, float], path: Path) -> Pat
     with rasterio.open(raster) as src:
         data = src.read(1, masked=True)
         left, bottom, right, top = src.bounds
+        crs = f"EPSG:{src.crs.to_epsg()}" if src.crs.to_epsg() else "the raster's CRS"
     fig, ax = plt.subplots(figsize=(6, 5))
     valid = data.compressed()
     low, high = np.percentile(valid, [2, 98]) if valid.size else (-1.0, 1.0)
@@ -64,6 +65,9 @@ def _similarity_png(raster: Path, point: tuple[float, float], path: Path) -> Pat
     shown = ax.imshow(data, cmap="magma", vmin=low, vmax=high, extent=extent)
     ax.plot(*point, marker="*", color="cyan", markersize=14, markeredgecolor="black")
     ax.set_title("cosine similarity to the starred place (2-98% stretch)")
+    ax.ticklabel_format(useOffset=False, style="plain")  # whole metres, no "1e6" offset
+    ax.set_xlabel(f"easting (m, {crs})")
+    ax.set_ylabel(f"northing (m, {crs})")
     fig.colorbar(shown, ax=ax, shrink=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
