@@ -107,7 +107,7 @@ def test_earth_search_example_plans_unchanged_but_its_catalog(
     recipe.write_text(example_text(ES).replace("catalog: earth-search", f"catalog: {stac_api.url}"))
     done = _run("cube", str(recipe), "--dry-run", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    rows = {ln.split("│")[1].strip(): ln for ln in done.stdout.splitlines() if ln.count("│") > 5}
+    rows = {ln.split()[0]: ln for ln in done.stdout.splitlines() if len(ln.split()) >= 9}
     assert {"s2", "s2_20m", "landsat"} <= set(rows)
     assert "sentinel-2-l2a" in rows["s2"] and "landsat-c2-l2" in rows["landsat"]
     assert "CRS EPSG:32613" in done.stdout  # UTM 13N, Boulder
@@ -151,6 +151,6 @@ def test_planetary_computer_example_plans_each_sensor(
     recipe.write_text(yaml.safe_dump(example))
     assert main(["cube", str(recipe), "--dry-run"]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    row = next(ln for ln in out.splitlines() if ln.startswith(f"│ {modality} "))
-    assert row.split("│")[3].strip() == "1"  # one item found
+    row = next(ln.split() for ln in out.splitlines() if ln.split()[:1] == [modality])
+    assert row[2] == "1", row  # one item found
     assert "dry run: no pixel was read" in out
