@@ -94,11 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     except GeoAlignError as error:
         if _state["debug"]:
             raise
-        from rich.text import Text
-
-        from geoalign.cli.console import plain_console
-
-        plain_console(stderr=True).print(Text.assemble(("error:", "bold red"), f" {error}"))
+        _print_error("error:", str(error))
         return EXIT_NO_DATA if isinstance(error, NoDataFoundError) else EXIT_USER_ERROR
     except typer.Exit as done:
         return int(done.exit_code)
@@ -112,19 +108,22 @@ def main(argv: list[str] | None = None) -> int:
             return int(error.exit_code)  # type: ignore[attr-defined]
         if _state["debug"]:
             raise
-        from rich.text import Text
-
-        from geoalign.cli.console import plain_console
-
-        plain_console(stderr=True).print(
-            Text.assemble(
-                ("unexpected error:", "bold red"),
-                f" {type(error).__name__}: {error}\n"
-                "Run again with --debug for the full traceback, and please report it.",
-            )
+        _print_error(
+            "unexpected error:",
+            f"{type(error).__name__}: {error}\n"
+            "Run again with --debug for the full traceback, and please report it.",
         )
         return 1
     return code if isinstance(code, int) else 0
+
+
+def _print_error(label: str, message: str) -> None:
+    """``label`` in bold red, then ``message`` as it is (never read as markup), on stderr."""
+    from rich.text import Text
+
+    from geoalign.cli.console import plain_console
+
+    plain_console(stderr=True).print(Text.assemble((label, "bold red"), f" {message}"))
 
 
 def _is_usage_error(error: Exception) -> bool:

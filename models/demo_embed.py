@@ -57,7 +57,8 @@ def _similarity_png(raster: Path, point: tuple[float, float], path: Path) -> Pat
     with rasterio.open(raster) as src:
         data = src.read(1, masked=True)
         left, bottom, right, top = src.bounds
-        crs = f"EPSG:{src.crs.to_epsg()}" if src.crs.to_epsg() else "the raster's CRS"
+        epsg = src.crs.to_epsg()
+    crs = f"EPSG:{epsg}" if epsg else "the raster's CRS"
     fig, ax = plt.subplots(figsize=(6, 5))
     valid = data.compressed()
     low, high = np.percentile(valid, [2, 98]) if valid.size else (-1.0, 1.0)

@@ -111,12 +111,9 @@ class ResultTable:
             for column in self.columns:
                 s = self.stats(row, column)
                 if s is not None:
+                    std = f"{s[1]:.4f}" if s[2] > 1 else ""
                     writer.writerow(
-                        [
-                            *(row, column, self.regime, self.metric, f"{s[0]:.4f}"),
-                            f"{s[1]:.4f}" if s[2] > 1 else "",
-                            s[2],
-                        ]
+                        [row, column, self.regime, self.metric, f"{s[0]:.4f}", std, s[2]]
                     )
         return out.getvalue()
 
